@@ -1,0 +1,100 @@
+"""Engine, declarative base and the per-request session joined to ``request.tm``."""
+
+from __future__ import annotations
+
+import datetime
+import os
+
+import sqlalchemy as sa
+import zope.sqlalchemy
+from sqlalchemy import event
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+# Named constraints keep the migrations identical on SQLite and PostgreSQL.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class UTCDateTime(sa.types.TypeDecorator):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores naive values)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None:
+            value = value.astimezone(datetime.UTC)
+            if dialect.name == "sqlite":
+                value = value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=datetime.UTC)
+        return value
+
+
+def utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+
+
+def normalize_url(url: str, here: str | None = None) -> sa.engine.URL:
+    """``postgresql://`` means psycopg 3, the driver this project installs; a relative
+    SQLite path resolves against ``here`` (the ini file's folder)."""
+    parsed = sa.engine.make_url(url)
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        database = os.path.expanduser(parsed.database)
+        database = os.path.abspath(os.path.join(here or os.getcwd(), database))
+        os.makedirs(os.path.dirname(database), exist_ok=True)
+        parsed = parsed.set(database=database)
+    return parsed
+
+
+def make_engine(url: str, here: str | None = None) -> sa.engine.Engine:
+    parsed = normalize_url(url, here)
+    if parsed.get_backend_name() != "sqlite":
+        return sa.create_engine(parsed, pool_pre_ping=True)
+    engine = sa.create_engine(parsed, connect_args={"timeout": 30})
+
+    # pysqlite's own transaction handling breaks SAVEPOINT and defers BEGIN; let
+    # SQLAlchemy emit BEGIN IMMEDIATE itself so writers queue instead of failing.
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def session_factory(engine: sa.engine.Engine) -> sessionmaker[Session]:
+    return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+def request_db(request) -> Session:
+    """One ORM session per request, committed or aborted by pyramid_tm."""
+    db = request.registry["upload2.dbsession_factory"]()
+    zope.sqlalchemy.register(db, transaction_manager=request.tm)
+    return db
+
+
+def is_postgresql(db: Session) -> bool:
+    return db.get_bind().dialect.name == "postgresql"

@@ -1,0 +1,73 @@
+"""Domain errors; one exception view renders them as RFC 9457 problem details."""
+
+from __future__ import annotations
+
+
+class Problem(Exception):
+    """An error the API reports to its client as ``application/problem+json``."""
+
+    status = 400
+    type = "about:blank"
+    headers: dict[str, str]
+
+    def __init__(self, title: str, detail: str | None = None, *, source: str | None = None,
+                 errors: list[dict] | None = None, headers: dict | None = None, **extra):
+        super().__init__(title)
+        self.title = title
+        self.detail = detail or title
+        if errors is None:
+            errors = [{"source": source or "request", "message": self.detail}]
+        self.errors = errors
+        self.headers = dict(headers or {})
+        self.extra = extra
+
+    def body(self) -> dict:
+        return {
+            "type": self.type,
+            "status": self.status,
+            "title": self.title,
+            "detail": self.detail,
+            "meta": {"api-version": "2.0"},
+            "errors": self.errors,
+            **self.extra,
+        }
+
+
+class BadRequest(Problem):
+    status = 400
+
+
+class Unauthorized(Problem):
+    status = 401
+
+
+class Forbidden(Problem):
+    status = 403
+
+
+class NotFound(Problem):
+    status = 404
+
+
+class MethodNotAllowed(Problem):
+    status = 405
+
+
+class Conflict(Problem):
+    status = 409
+
+
+class ContentTooLarge(Problem):
+    status = 413
+
+
+class UnsupportedMediaType(Problem):
+    status = 415
+
+
+class UnprocessableContent(Problem):
+    status = 422
+
+
+class InternalServerError(Problem):
+    status = 500

@@ -1,0 +1,86 @@
+"""API tokens over HTTP Basic (``__token__``), and project-role authorization."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import secrets
+
+import sqlalchemy as sa
+from zope.interface import implementer
+
+from ..interfaces import IAuthentication, IAuthorization
+from ..models import ApiToken, Role, User
+
+TOKEN_PREFIX = "pypi-upload2-"
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def new_token(db, user: User) -> str:
+    """Create an API token for ``user``; the plain token is returned once, never stored."""
+    secret = secrets.token_urlsafe(32)
+    token = ApiToken(user=user, digest=_digest(secret))
+    db.add(token)
+    db.flush()
+    return f"{TOKEN_PREFIX}{token.id}-{secret}"
+
+
+def basic_credentials(request) -> tuple[str, str] | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        username, sep, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return (username, password) if sep else None
+
+
+@implementer(IAuthentication)
+class TokenAuthentication:
+    def __init__(self, db):
+        self.db = db
+
+    @classmethod
+    def create_service(cls, context, request):
+        return cls(request.db)
+
+    def identify(self, request) -> User | None:
+        credentials = basic_credentials(request)
+        if credentials is None or credentials[0] != "__token__":
+            return None
+        token_id, _, secret = credentials[1].removeprefix(TOKEN_PREFIX).partition("-")
+        if not token_id.isdigit() or not secret:
+            return None
+        token = self.db.get(ApiToken, int(token_id))
+        # Constant-time comparison of digests, so timing tells nothing about the secret.
+        if token is None or not hmac.compare_digest(token.digest, _digest(secret)):
+            return None
+        return token.user
+
+
+@implementer(IAuthorization)
+class RoleAuthorization:
+    """Anyone with a role on a project may upload to it; any user may register a free name."""
+
+    def __init__(self, db):
+        self.db = db
+
+    @classmethod
+    def create_service(cls, context, request):
+        return cls(request.db)
+
+    def may_upload(self, user, project) -> bool:
+        return self.db.scalar(
+            sa.select(sa.func.count()).select_from(Role)
+            .where(Role.user_id == user.id, Role.project_id == project.id)
+        ) > 0
+
+    def may_register(self, user, name) -> bool:
+        return True

@@ -1,0 +1,28 @@
+"""Routes and views: the Upload 2.0 API, the stage preview, the public simple index."""
+
+
+def includeme(config):
+    root = config.registry["upload2.settings"].root_path
+    session = root + "sessions/{token}/"
+    file = session + "files/{file_id}/"
+    config.add_route("upload2.root", root)
+    config.add_route("upload2.session", session)
+    config.add_route("upload2.publish", session + "publish")
+    config.add_route("upload2.extend", session + "extend")
+    config.add_route("upload2.upload", session + "files/")
+    config.add_route("upload2.file", file)
+    config.add_route("upload2.file.complete", file + "complete")
+    config.add_route("upload2.file.extend", file + "extend")
+    config.add_route("upload2.file.bytes", file + "bytes")
+    stage = root + "stage/{token}/"
+    config.add_route("upload2.stage", stage)
+    config.add_route("upload2.stage.file", stage + "files/{file_id}/{filename}")
+    config.add_route("upload2.stage.project", stage + "{name}/")
+    config.scan(".upload2")
+    config.scan(".stage")
+    config.include(".errors")
+    if config.registry["upload2.settings"].simple_index:
+        config.add_route("simple.index", "/simple/")
+        config.add_route("simple.project", "/simple/{name}/")
+        config.add_route("simple.file", "/files/{file_id}/{filename}")
+        config.scan(".simple")

@@ -1,0 +1,109 @@
+"""Simple repository pages (PEP 503 HTML, PEP 691 JSON with PEP 700 and PEP 658/714),
+shared by the public index and the stage preview."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import html
+import json
+
+from pyramid.httpexceptions import HTTPMovedPermanently
+from packaging.version import Version
+from pyramid.response import FileResponse, Response
+
+JSON = "application/vnd.pypi.simple.v1+json"
+HTML = "application/vnd.pypi.simple.v1+html"
+API_VERSION = "1.1"
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    filename: str
+    url: str
+    version: str
+    size: int
+    sha256: str
+    requires_python: str | None
+    metadata_sha256: str | None
+    upload_time: datetime.datetime | None
+
+
+def _negotiate(request) -> str:
+    # Offers of equal quality go to the first: plain text/html for browsers and */*.
+    offers = request.accept.acceptable_offers(["text/html", HTML, JSON])
+    return offers[0][0] if offers else "text/html"
+
+
+def canonical_redirect(request, name: str, normalized: str, **kw):
+    if name != normalized:
+        raise HTTPMovedPermanently(location=request.current_route_url(name=normalized, **kw))
+
+
+def _response(request, content_type: str, body: str) -> Response:
+    response = Response(body, content_type=content_type, charset="utf-8")
+    response.vary = ("Accept",)
+    return response
+
+
+def index_page(request, names: list[tuple[str, str]], project_url) -> Response:
+    """``names`` is a list of (display name, normalized name)."""
+    kind = _negotiate(request)
+    if kind == JSON:
+        body = json.dumps({"meta": {"api-version": API_VERSION},
+                           "projects": [{"name": display} for display, _ in names]})
+        return _response(request, JSON, body)
+    links = "\n".join(f'<a href="{html.escape(project_url(n))}">{html.escape(d)}</a><br>' for d, n in names)
+    return _response(request, kind, _html("Simple index", links))
+
+
+def project_page(request, display_name: str, normalized: str, entries: list[Entry]) -> Response:
+    kind = _negotiate(request)
+    if kind == JSON:
+        body = {
+            "meta": {"api-version": API_VERSION},
+            "name": normalized,
+            "versions": sorted({e.version for e in entries}, key=Version),
+            "files": [_file_json(e) for e in entries],
+        }
+        return _response(request, JSON, json.dumps(body))
+    links = "\n".join(_file_link(e) for e in entries)
+    return _response(request, kind, _html(f"Links for {display_name}", links))
+
+
+def _file_json(e: Entry) -> dict:
+    data = {"filename": e.filename, "url": e.url, "hashes": {"sha256": e.sha256}, "size": e.size}
+    if e.requires_python:
+        data["requires-python"] = e.requires_python
+    if e.metadata_sha256:
+        data["core-metadata"] = data["dist-info-metadata"] = {"sha256": e.metadata_sha256}
+    if e.upload_time:
+        data["upload-time"] = e.upload_time.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return data
+
+
+def _file_link(e: Entry) -> str:
+    attrs = f' href="{html.escape(e.url)}#sha256={e.sha256}"'
+    if e.requires_python:
+        attrs += f' data-requires-python="{html.escape(e.requires_python)}"'
+    if e.metadata_sha256:
+        value = f"sha256={e.metadata_sha256}"
+        attrs += f' data-dist-info-metadata="{value}" data-core-metadata="{value}"'
+    return f"<a{attrs}>{html.escape(e.filename)}</a><br>"
+
+
+def _html(title: str, body: str) -> str:
+    return (
+        "<!DOCTYPE html>\n<html>\n<head>\n"
+        f'<meta name="pypi:repository-version" content="{API_VERSION}">\n'
+        f"<title>{html.escape(title)}</title>\n</head>\n<body>\n<h1>{html.escape(title)}</h1>\n"
+        f"{body}\n</body>\n</html>\n"
+    )
+
+
+def file_response(request, path: str, filename: str, *, metadata: bool = False):
+    content_type = "text/plain" if metadata else "application/octet-stream"
+    response = FileResponse(path, request=request, content_type=content_type)
+    if not metadata:
+        response.content_disposition = f'attachment; filename="{filename}"'
+    return response

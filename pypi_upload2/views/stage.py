@@ -1,0 +1,70 @@
+"""The stage preview: a simple index of one live publishing session, reached by its token."""
+
+from __future__ import annotations
+
+from packaging.utils import canonicalize_name
+from pyramid.view import view_config
+
+from ..interfaces import IFileStorage
+from ..problems import NotFound
+from ..services.publishing import live_files
+from ..states import FileStatus
+from .context import live_stage
+from .index import Entry, canonical_redirect, file_response, index_page, project_page
+from .simple import public_entries
+
+
+def _private(response):
+    # The URL is a secret: keep it out of shared caches and search engines.
+    response.headers["X-Robots-Tag"] = "noindex"
+    response.cache_control = "private, no-store"
+    return response
+
+
+def _staged_entries(request, session) -> list[Entry]:
+    return [
+        Entry(filename=f.filename,
+              url=request.route_url("upload2.stage.file", token=session.token, file_id=f.id, filename=f.filename),
+              version=session.version, size=f.received_size, sha256=f.sha256,
+              requires_python=f.requires_python, metadata_sha256=f.metadata_sha256, upload_time=None)
+        for f in live_files(session) if f.status == FileStatus.COMPLETED
+    ]
+
+
+@view_config(route_name="upload2.stage", request_method="GET")
+def stage_index(request):
+    session = live_stage(request)
+    normalized = canonicalize_name(session.name)
+    return _private(index_page(request, [(session.name, normalized)],
+                               lambda n: request.route_url("upload2.stage.project", token=session.token, name=n)))
+
+
+@view_config(route_name="upload2.stage.project", request_method="GET")
+def stage_project(request):
+    session = live_stage(request)
+    name = request.matchdict["name"]
+    normalized = canonicalize_name(name)
+    if normalized != canonicalize_name(session.name):
+        raise NotFound("No such project", f"This stage holds only {session.name}.", source="url")
+    canonical_redirect(request, name, normalized, token=session.token)
+    entries = _staged_entries(request, session)
+    if session.project_id is not None:
+        entries += public_entries(request, session.project_id)
+    return _private(project_page(request, session.name, normalized, sorted(entries, key=lambda e: e.filename)))
+
+
+@view_config(route_name="upload2.stage.file", request_method="GET")
+def stage_file(request):
+    session = live_stage(request)
+    filename = request.matchdict["filename"]
+    metadata = filename.endswith(".metadata")
+    file_id = request.matchdict["file_id"]
+    match = [f for f in live_files(session)
+             if str(f.id) == file_id and f.filename == filename.removesuffix(".metadata")
+             and f.status == FileStatus.COMPLETED and (f.metadata_sha256 or not metadata)]
+    if not match:
+        raise NotFound("No such file", "This stage has no such file.", source="url")
+    storage = request.find_service(IFileStorage)
+    f = match[0]
+    return _private(file_response(request, storage.path(f.metadata_key if metadata else f.blob_key),
+                                  f.filename, metadata=metadata))

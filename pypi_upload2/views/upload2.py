@@ -1,0 +1,184 @@
+"""The Upload 2.0 JSON API: thin views over services.publishing and services.files."""
+
+from __future__ import annotations
+
+import json
+
+from pyramid.response import Response
+from pyramid.view import view_config
+
+from ..problems import Conflict, MethodNotAllowed
+from ..services import files, publishing
+from .context import (CONTENT_TYPE, authenticated_user, file_session_context, json_body,
+                      publishing_session_context)
+from .errors import problem_response
+
+META = {"api-version": "2.0"}
+POLL_SECONDS = 1
+
+
+def rfc3339(moment) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def respond(body: dict, status: int = 200, **headers) -> Response:
+    response = Response(body=json.dumps(body).encode(), status=status, content_type=CONTENT_TYPE, charset=None)
+    response.headers.update({k.replace("_", "-"): str(v) for k, v in headers.items()})
+    return response
+
+
+def session_links(request, session) -> dict:
+    token = session.token
+    return {
+        "stage": request.route_url("upload2.stage", token=token),
+        "upload": request.route_url("upload2.upload", token=token),
+        "session": request.route_url("upload2.session", token=token),
+        "publish": request.route_url("upload2.publish", token=token),
+        "extend": request.route_url("upload2.extend", token=token),
+    }
+
+
+def file_url(request, file_session, route="upload2.file") -> str:
+    return request.route_url(route, token=file_session.publishing_session.token, file_id=file_session.id)
+
+
+def session_body(request, session) -> dict:
+    return {
+        "meta": META,
+        "links": session_links(request, session),
+        "mechanisms": list(request.registry["upload2.mechanisms"]),
+        "session-token": session.token,
+        "expires-at": rfc3339(session.expires_at),
+        "status": str(session.status),
+        "files": {
+            f.filename: {"status": str(f.status), "link": file_url(request, f), "notices": list(f.notices)}
+            for f in publishing.live_files(session)
+        },
+        "notices": list(session.notices),
+    }
+
+
+def file_body(request, file_session) -> dict:
+    describe = request.registry["upload2.mechanisms"][file_session.mechanism]
+    return {
+        "meta": META,
+        "links": {
+            "file-upload-session": file_url(request, file_session),
+            "complete": file_url(request, file_session, "upload2.file.complete"),
+            "extend": file_url(request, file_session, "upload2.file.extend"),
+        },
+        "status": str(file_session.status),
+        "expires-at": rfc3339(file_session.expires_at),
+        "mechanism": describe(request, file_session),
+        "notices": list(file_session.notices),
+    }
+
+
+@view_config(route_name="upload2.root", request_method="POST")
+def create_session(request):
+    user = authenticated_user(request)
+    body = json_body(request)
+    session, created = publishing.create(request, user, body.get("name"), body.get("version"))
+    location = request.route_url("upload2.session", token=session.token)
+    if not created:
+        raise Conflict("Session exists",
+                       f"A publishing session for {session.name} {session.version} is already {session.status}.",
+                       source="version", headers={"Location": location})
+    return respond(session_body(request, session), 201, Location=location)
+
+
+@view_config(route_name="upload2.session", request_method="GET")
+def session_status(request):
+    return respond(session_body(request, publishing_session_context(request)))
+
+
+@view_config(route_name="upload2.session", request_method="DELETE")
+def cancel_session(request):
+    session = publishing_session_context(request, edit=True)
+    publishing.cancel(request, session)
+    return respond(session_body(request, session))
+
+
+@view_config(route_name="upload2.publish", request_method="POST")
+def publish_session(request):
+    session = publishing_session_context(request, edit=True)
+    json_body(request)
+    publishing.publish(request, session)
+    location = request.route_url("upload2.session", token=session.token)
+    return respond(session_body(request, session), 201, Location=location)
+
+
+@view_config(route_name="upload2.extend", request_method="POST")
+def extend_session(request):
+    session = publishing_session_context(request, edit=True)
+    body = json_body(request)
+    publishing.extend(request, session, body.get("extend-for", 0))
+    return respond(session_body(request, session))
+
+
+@view_config(route_name="upload2.upload", request_method="POST")
+def create_file(request):
+    session = publishing_session_context(request, edit=True)
+    body = json_body(request)
+    file_session = files.create(request, session, body)
+    return respond(file_body(request, file_session), 202, Retry_After=POLL_SECONDS,
+                   Location=file_url(request, file_session))
+
+
+@view_config(route_name="upload2.file", request_method="GET")
+def file_status(request):
+    file_session = file_session_context(request)
+    return respond(file_body(request, file_session), Retry_After=POLL_SECONDS)
+
+
+@view_config(route_name="upload2.file", request_method="DELETE")
+def delete_file(request):
+    file_session = file_session_context(request, edit=True, lock_session=True)
+    files.delete(request, file_session)
+    return Response(status=204, content_type=None)
+
+
+@view_config(route_name="upload2.file.complete", request_method="POST")
+def complete_file(request):
+    file_session = file_session_context(request, edit=True)
+    json_body(request)
+    failure = files.complete(request, file_session)
+    location = file_url(request, file_session)
+    if failure is not None:
+        # Returned, not raised: the move to ``error`` must be committed.
+        failure.headers["Location"] = location
+        return problem_response(failure)
+    return respond(file_body(request, file_session), 201, Location=location)
+
+
+@view_config(route_name="upload2.file.extend", request_method="POST")
+def extend_file(request):
+    file_session = file_session_context(request, edit=True)
+    body = json_body(request)
+    files.extend(request, file_session, body.get("extend-for", 0))
+    return respond(file_body(request, file_session))
+
+
+@view_config(route_name="upload2.root")
+@view_config(route_name="upload2.session")
+@view_config(route_name="upload2.publish")
+@view_config(route_name="upload2.extend")
+@view_config(route_name="upload2.upload")
+@view_config(route_name="upload2.file")
+@view_config(route_name="upload2.file.complete")
+@view_config(route_name="upload2.file.extend")
+@view_config(route_name="upload2.file.bytes")
+def method_not_allowed(request):
+    allow = ALLOWED_METHODS[request.matched_route.name]
+    raise MethodNotAllowed("Method not allowed", f"{request.method} is not allowed here; use {allow}.",
+                           source="method", headers={"Allow": allow})
+
+
+ALLOWED_METHODS = {
+    "upload2.root": "POST",
+    "upload2.session": "GET, HEAD, DELETE",
+    "upload2.file": "GET, HEAD, DELETE",
+    "upload2.file.bytes": "POST",
+    **dict.fromkeys(["upload2.publish", "upload2.extend", "upload2.upload", "upload2.file.complete",
+                     "upload2.file.extend"], "POST"),
+}

@@ -1,0 +1,219 @@
+"""Fixtures: a migrated database (SQLite, or PostgreSQL with UPLOAD2_TEST_DATABASE_URL),
+the full WSGI app under WebTest, API-token users, and a real server process."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+import sqlalchemy as sa
+import webtest
+
+from pypi_upload2 import db, main
+from pypi_upload2.cli import upgrade
+from pypi_upload2.models import User
+from pypi_upload2.services.auth import new_token
+
+from .artifacts import build_sdist, build_wheel  # noqa: F401  (re-exported for tests)
+
+CT = "application/vnd.pypi.upload.v2+json"
+META = {"api-version": "2.0"}
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory):
+    server = os.environ.get("UPLOAD2_TEST_DATABASE_URL")
+    if not server:
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite'}"
+        return
+    name = f"upload2_test_{os.getpid()}_{secrets.token_hex(4)}"
+    admin = sa.create_engine(db.normalize_url(server), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    yield db.normalize_url(server).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def engine(database_url):
+    engine = db.make_engine(database_url)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def is_postgresql(engine):
+    return engine.dialect.name == "postgresql"
+
+
+@pytest.fixture
+def dbsession(engine):
+    """A plain ORM session for arranging and inspecting state; every test starts empty."""
+    session = db.session_factory(engine)()
+    yield session
+    session.close()
+    tables = [t.name for t in reversed(db.Base.metadata.sorted_tables)]
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.exec_driver_sql(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+        else:
+            for table in tables:
+                conn.exec_driver_sql(f"DELETE FROM {table}")
+
+
+@pytest.fixture
+def storage_dir(tmp_path):
+    path = tmp_path / "files"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def settings(database_url, storage_dir):
+    return {"sqlalchemy.url": database_url, "upload2.storage": str(storage_dir)}
+
+
+@pytest.fixture
+def wsgi_app(settings, dbsession):
+    app = main({}, **settings)
+    yield app
+    app.registry["upload2.engine"].dispose()
+
+
+@pytest.fixture
+def testapp(wsgi_app):
+    return webtest.TestApp(wsgi_app)
+
+
+@pytest.fixture
+def make_user(dbsession):
+    def make(username: str) -> str:
+        user = dbsession.scalar(sa.select(User).where(User.username == username))
+        if user is None:
+            user = User(username=username)
+            dbsession.add(user)
+        token = new_token(dbsession, user)
+        dbsession.commit()
+        return token
+
+    return make
+
+
+def basic(token: str) -> dict:
+    return {"Authorization": "Basic " + base64.b64encode(f"__token__:{token}".encode()).decode()}
+
+
+class Uploader:
+    """One principal talking to the 2.0 API through WebTest, following ``links``."""
+
+    def __init__(self, app, token, root="/2.0/"):
+        self.app, self.headers, self.root = app, basic(token), root
+
+    def _json(self, method, url, body, status):
+        return getattr(self.app, method)(url, json.dumps(body), status=status,
+                                         headers={**self.headers, "Content-Type": CT})
+
+    def post(self, url, body=None, status="2*"):
+        return self._json("post", url, {"meta": META, **(body or {})}, status)
+
+    def get(self, url, status="2*", **kw):
+        return self.app.get(url, headers=self.headers, status=status, **kw)
+
+    def delete(self, url, status="2*"):
+        return self.app.delete(url, headers=self.headers, status=status)
+
+    def create_session(self, name="foo", version="1.0", status=201):
+        return self.post(self.root, {"name": name, "version": version}, status=status)
+
+    def start_file(self, session, path, status=202, **overrides):
+        data = path.read_bytes()
+        body = {"filename": path.name, "size": len(data),
+                "hashes": {"sha256": hashlib.sha256(data).hexdigest()}, "mechanism": "http-post-bytes"}
+        body.update(overrides)
+        return self.post(session["links"]["upload"], body, status=status)
+
+    def send_bytes(self, file_session, data, status=204):
+        return self.app.post(file_session["mechanism"]["file_url"], data, status=status,
+                             headers={**self.headers, "Content-Type": "application/octet-stream"})
+
+    def upload(self, session, path, complete_status=201):
+        """Create, transfer and complete one file; returns the completion response."""
+        file_session = self.start_file(session, path).json
+        self.send_bytes(file_session, path.read_bytes())
+        return self.post(file_session["links"]["complete"], status=complete_status)
+
+    def publish(self, session, status=201):
+        return self.post(session["links"]["publish"], status=status)
+
+
+@pytest.fixture
+def alice(testapp, make_user):
+    return Uploader(testapp, make_user("alice"))
+
+
+@pytest.fixture
+def bob(testapp, make_user):
+    return Uploader(testapp, make_user("bob"))
+
+
+@pytest.fixture
+def dist_dir(tmp_path):
+    path = tmp_path / "dist"
+    path.mkdir()
+    return path
+
+
+def free_port() -> int:
+    with contextlib.closing(socket.socket()) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(url: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+@pytest.fixture
+def server(tmp_path, database_url, storage_dir, dbsession):
+    """The standalone app in a real waitress process (``pserve``) on a free port."""
+    port = free_port()
+    ini = tmp_path / "server.ini"
+    ini.write_text(
+        "[app:main]\nuse = egg:pypi-upload2\n"
+        f"sqlalchemy.url = {database_url}\nupload2.storage = {storage_dir}\n\n"
+        f"[server:main]\nuse = egg:waitress#main\nlisten = 127.0.0.1:{port}\n"
+        "max_request_body_size = 1073741824\n"
+    )
+    bindir = os.path.dirname(sys.executable)
+    proc = subprocess.Popen([os.path.join(bindir, "pserve"), str(ini)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(base + "/simple/")
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
