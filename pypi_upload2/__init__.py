@@ -9,13 +9,14 @@ from __future__ import annotations
 from pyramid.config import Configurator
 
 from . import db, settings as settings_module
-from .interfaces import IAuthentication, IAuthorization, IFileStorage
+from .interfaces import IAuthentication, IAuthorization, IFileStorage, ITaskQueue
 
 # Each capability's default backend; a host swaps one with a dotted-name setting.
 BACKENDS = {
     IFileStorage: ("upload2.storage_backend", "pypi_upload2.services.storage.LocalFileStorage"),
     IAuthentication: ("upload2.authentication_backend", "pypi_upload2.services.auth.TokenAuthentication"),
     IAuthorization: ("upload2.authorization_backend", "pypi_upload2.services.auth.RoleAuthorization"),
+    ITaskQueue: ("upload2.task_queue_backend", "pypi_upload2.tasks.CeleryTaskQueue"),
 }
 
 
@@ -36,6 +37,10 @@ def includeme(config):
     for iface, (key, default) in BACKENDS.items():
         backend = config.maybe_dotted(raw.get(key, default))
         config.register_service_factory(backend.create_service, iface)
+
+    # Deferred work: the Celery app (eager without a broker) and the publish checks it runs.
+    config.include(".tasks")
+    config.include(".services.checks")
 
     config.include(".mechanisms")
     config.include(".views")

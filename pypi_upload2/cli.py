@@ -1,8 +1,10 @@
-"""``pypi-upload2 [-c CONFIG] db upgrade | user add NAME | project grant|revoke USER PROJECT``."""
+"""``pypi-upload2 [-c CONFIG] db upgrade | user add NAME | project grant|revoke USER PROJECT``,
+and the release client, which needs no CONFIG: ``pypi-upload2 upload | session ...``."""
 
 from __future__ import annotations
 
 import argparse
+import configparser
 import os
 import sys
 from importlib import resources
@@ -14,6 +16,7 @@ from packaging.utils import canonicalize_name
 from pyramid.paster import get_appsettings, setup_logging
 
 from . import db
+from .client.commands import add_commands as add_client_commands
 from .models import Project, Role, User
 from .services.auth import new_token
 
@@ -92,32 +95,48 @@ def parser() -> argparse.ArgumentParser:
         sub.add_argument("user")
         sub.add_argument("project")
         sub.set_defaults(run=func)
+    add_client_commands(commands)  # upload, session: they talk to an index over HTTP
     return p
+
+
+def load_settings(path: str) -> dict:
+    """The app's settings from the ini file, or a Failure that says what is wrong with it."""
+    if not os.path.isfile(path):
+        raise Failure(f"config file not found: {path}")
+    try:
+        setup_logging(path)
+        settings = get_appsettings(path)
+    except (LookupError, ImportError, ValueError, configparser.Error) as exc:
+        raise Failure(f"cannot load {path}: {exc}")
+    if not settings.get("sqlalchemy.url"):
+        raise Failure(f"{path} sets no sqlalchemy.url in its [app:main] section")
+    return settings
 
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
-    if not os.path.exists(args.config):
-        print(f"pypi-upload2: config file not found: {args.config}", file=sys.stderr)
+    if getattr(args, "client", None):
+        return args.client(args)
+    try:
+        settings = load_settings(args.config)
+    except Failure as exc:
+        print(f"pypi-upload2: {exc}", file=sys.stderr)
         return 2
-    setup_logging(args.config)
-    settings = get_appsettings(args.config)
+    # Relative paths in the ini resolve against its folder, as they do for the app.
     engine = db.make_engine(settings["sqlalchemy.url"], here=os.path.dirname(os.path.abspath(args.config)))
+    session = db.session_factory(engine)()
     try:
         if args.run is None:
             upgrade(engine)
             print("database is up to date")
-            return 0
-        session = db.session_factory(engine)()
-        try:
+        else:
             args.run(session, args)
             session.commit()
-        except Failure as exc:
-            session.rollback()
-            print(f"pypi-upload2: {exc}", file=sys.stderr)
-            return 1
-        finally:
-            session.close()
+    except (Failure, sa.exc.DBAPIError) as exc:
+        reason = f"database error: {exc.orig}" if isinstance(exc, sa.exc.DBAPIError) else exc
+        print(f"pypi-upload2: {reason}", file=sys.stderr)
+        return 1
     finally:
+        session.close()  # rolls back whatever a failure left
         engine.dispose()
     return 0

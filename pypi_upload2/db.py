@@ -38,9 +38,12 @@ class UTCDateTime(sa.types.TypeDecorator):
         return value
 
     def process_result_value(self, value, dialect):
-        if value is not None and value.tzinfo is None:
-            value = value.replace(tzinfo=datetime.UTC)
-        return value
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=datetime.UTC)
+        # PostgreSQL answers in the connection's time zone, which need not be UTC.
+        return value.astimezone(datetime.UTC)
 
 
 def utcnow() -> datetime.datetime:

@@ -14,7 +14,9 @@ class IFileStorage(Interface):
         """Open the bytes stored under ``key`` for reading."""
 
     def path(key):
-        """A local filesystem path for ``key`` (archive inspection needs seekable files)."""
+        """A local filesystem path for ``key`` (archive inspection needs seekable files; the
+        resumable mechanism appends to it in place, so it must be writable and shared by
+        every process that serves uploads)."""
 
     def size(key):
         """The stored size in bytes, or ``None`` when nothing is stored under ``key``."""
@@ -38,3 +40,11 @@ class IAuthorization(Interface):
 
     def may_register(user, name):
         """True when ``user`` may register the new normalized project ``name``."""
+
+
+class ITaskQueue(Interface):
+    """Where deferred work goes: a worker pool behind a broker, or the web process itself."""
+
+    def enqueue(name, *args):
+        """Send task ``name`` with ``args`` once the request's transaction commits; nothing
+        is sent when it aborts."""

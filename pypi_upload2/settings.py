@@ -5,9 +5,12 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from pyramid.settings import asbool
+from pyramid.settings import asbool, aslist
 
 MiB = 1024 * 1024
+DEFAULT_PUBLISH_CHECKS = ("pypi_upload2.services.checks.metadata_agrees",
+                          "pypi_upload2.services.checks.project_quota")
+PUBLISH_MODES = ("sync", "deferred")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,6 +25,25 @@ class Settings:
     status_retention: int = 7 * 24 * 3600
     simple_index: bool = True
     realm: str = "pypi-upload2"
+    # New files may join a release only this long after its first publication (0: forever).
+    new_files_window: int = 14 * 24 * 3600
+    # Where the legacy (1.0) upload API answers; empty: not at all.
+    legacy_path: str = "/legacy/"
+    # Publish in the request ("sync", 201) or in a task ("deferred", 202 then processing).
+    publish_mode: str = "sync"
+    # Dotted names of the publish checks (services/checks.py), run in order on every publish.
+    publish_checks: tuple[str, ...] = DEFAULT_PUBLISH_CHECKS
+    # Total bytes of one project's files (the built-in quota check).
+    project_quota: int = 10 * 1024 * MiB
+    # A file or publish still processing after this long is handed to a worker again.
+    processing_deadline: int = 300
+    # How often beat runs the periodic tasks (expiry, retention, stuck processing).
+    sweep_interval: int = 60
+    # The most bytes one append of the resumable mechanism may carry.
+    max_append_size: int = 64 * MiB
+    # ``celery.broker_url``: where tasks are sent; empty runs them in the web process
+    # right after the request commits (eager), the embedded default.
+    broker_url: str = ""
 
 
 def _path(value: str, here: str | None) -> str:
@@ -30,6 +52,18 @@ def _path(value: str, here: str | None) -> str:
     if here and not os.path.isabs(value):
         value = os.path.join(here, value)
     return os.path.abspath(value)
+
+
+def _legacy_path(value: str) -> str:
+    value = value.strip()
+    return value if not value or value.startswith("/") else "/" + value
+
+
+def _choice(settings: dict, key: str, choices: tuple[str, ...]) -> str:
+    value = settings.get(key, choices[0]).strip()
+    if value not in choices:
+        raise ValueError(f"{key} must be one of {', '.join(choices)}, not {value!r}")
+    return value
 
 
 def parse(settings: dict) -> Settings:
@@ -50,5 +84,9 @@ def parse(settings: dict) -> Settings:
         root_path=root,
         simple_index=asbool(settings.get("upload2.simple_index", True)),
         realm=settings.get("upload2.realm", defaults.realm),
+        legacy_path=_legacy_path(settings.get("upload2.legacy_path", defaults.legacy_path)),
+        publish_mode=_choice(settings, "upload2.publish_mode", PUBLISH_MODES),
+        publish_checks=tuple(aslist(settings.get("upload2.publish_checks", " ".join(DEFAULT_PUBLISH_CHECKS)))),
+        broker_url=settings.get("celery.broker_url", "").strip(),
         **ints,
     )

@@ -66,10 +66,14 @@ FILE_TRANSITIONS: dict[tuple[FileStatus, str], FileStatus] = {
 LIVE_PUBLISHING = (P.OPEN, P.PROCESSING, P.ERROR)
 TERMINAL_PUBLISHING = (P.PUBLISHED, P.CANCELED)
 
-_REASONS = {
+# Separate maps: the two enums share values ("processing", "error", "canceled"), so one
+# dict keyed by status would give a publishing session a file's reason.
+_PUBLISHING_REASONS = {
     P.PROCESSING: "a publish of this session is in progress",
     P.PUBLISHED: "the session is published; no further changes are possible",
     P.CANCELED: "the session is canceled; no further changes are possible",
+}
+_FILE_REASONS = {
     F.PROCESSING: "the file is being processed; wait until it is completed or in error",
     F.COMPLETED: "the file is already completed",
     F.ERROR: "the upload failed; delete the file and start a new file upload session",
@@ -77,10 +81,10 @@ _REASONS = {
 }
 
 
-def _move(table, obj, event: str, what: str, dry_run: bool):
+def _move(table, reasons, obj, event: str, what: str, dry_run: bool):
     key = (obj.status, event)
     if key not in table:
-        reason = _REASONS.get(obj.status, f"{what} is {obj.status}")
+        reason = reasons.get(obj.status, f"'{event}' is not possible in this state")
         raise Conflict(
             f"Cannot {event} a {what} that is {obj.status}",
             f"The {what} is {obj.status}: {reason}.",
@@ -93,9 +97,9 @@ def _move(table, obj, event: str, what: str, dry_run: bool):
 
 def publishing(session, event: str, *, dry_run: bool = False) -> PublishingStatus:
     """Apply ``event`` to a publishing session (or only check it may), else raise 409."""
-    return _move(PUBLISHING_TRANSITIONS, session, event, "publishing session", dry_run)
+    return _move(PUBLISHING_TRANSITIONS, _PUBLISHING_REASONS, session, event, "publishing session", dry_run)
 
 
 def file_upload(file_session, event: str, *, dry_run: bool = False) -> FileStatus:
     """Apply ``event`` to a file upload session (or only check it may), else raise 409."""
-    return _move(FILE_TRANSITIONS, file_session, event, "file upload session", dry_run)
+    return _move(FILE_TRANSITIONS, _FILE_REASONS, file_session, event, "file upload session", dry_run)

@@ -116,6 +116,26 @@ def basic(token: str) -> dict:
     return {"Authorization": "Basic " + base64.b64encode(f"__token__:{token}".encode()).decode()}
 
 
+PROBLEM = "application/problem+json"
+
+
+def assert_problem(response, status: int, source: str | None = None) -> dict:
+    """Check a 2.0 error is an RFC 9457 problem shaped as the PEP's Errors section says;
+    with ``source``, one of its ``errors`` must name it. Returns the body."""
+    assert response.status_int == status
+    assert response.content_type == PROBLEM
+    body = response.json
+    assert {"type", "status", "title", "detail", "meta", "errors"} <= body.keys()
+    assert body["status"] == status
+    assert body["meta"] == {"api-version": "2.0"}
+    assert isinstance(body["title"], str) and body["title"]
+    assert isinstance(body["detail"], str) and body["detail"]
+    assert body["errors"] and all(set(e) == {"source", "message"} for e in body["errors"])
+    if source is not None:
+        assert source in [e["source"] for e in body["errors"]], body
+    return body
+
+
 class Uploader:
     """One principal talking to the 2.0 API through WebTest, following ``links``."""
 
@@ -197,7 +217,13 @@ def wait_for(url: str, timeout: float = 30.0) -> None:
 
 
 @pytest.fixture
-def server(tmp_path, database_url, storage_dir, dbsession):
+def server_options() -> dict:
+    """Extra ``[server:main]`` options for ``server``; a test module overrides this fixture."""
+    return {}
+
+
+@pytest.fixture
+def server(tmp_path, database_url, storage_dir, dbsession, server_options):
     """The standalone app in a real waitress process (``pserve``) on a free port."""
     port = free_port()
     ini = tmp_path / "server.ini"
@@ -206,6 +232,7 @@ def server(tmp_path, database_url, storage_dir, dbsession):
         f"sqlalchemy.url = {database_url}\nupload2.storage = {storage_dir}\n\n"
         f"[server:main]\nuse = egg:waitress#main\nlisten = 127.0.0.1:{port}\n"
         "max_request_body_size = 1073741824\n"
+        + "".join(f"{key} = {value}\n" for key, value in server_options.items())
     )
     bindir = os.path.dirname(sys.executable)
     proc = subprocess.Popen([os.path.join(bindir, "pserve"), str(ini)],

@@ -14,3 +14,4 @@ def includeme(config):
     config.registry.setdefault("upload2.mechanisms", {})
     config.add_directive("add_upload_mechanism", add_upload_mechanism)
     config.include(".http_post_bytes")
+    config.include(".resumable")

@@ -28,7 +28,7 @@ def _ids(file_session) -> dict:
 def receive(request):
     file_session = file_session_context(request, edit=True)
     file_upload(file_session, "transfer")
-    content_type = request.content_type or "application/octet-stream"
+    content_type = (request.content_type or "application/octet-stream").lower()
     if content_type != "application/octet-stream":
         raise UnsupportedMediaType("Unsupported Content-Type",
                                    f"Send the file as application/octet-stream, not {content_type}.",

@@ -6,6 +6,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 import secrets
 
 import sqlalchemy as sa
@@ -56,7 +57,8 @@ class TokenAuthentication:
         if credentials is None or credentials[0] != "__token__":
             return None
         token_id, _, secret = credentials[1].removeprefix(TOKEN_PREFIX).partition("-")
-        if not token_id.isdigit() or not secret:
+        # ASCII digits that fit the id column ("²".isdigit() is true; huge ids overflow SQLite).
+        if not re.fullmatch(r"[0-9]{1,9}", token_id) or not secret:
             return None
         token = self.db.get(ApiToken, int(token_id))
         # Constant-time comparison of digests, so timing tells nothing about the secret.

@@ -25,9 +25,11 @@ def purge_on_abort(request, keys) -> None:
     keys = list(keys)
     storage = request.find_service(IFileStorage)
 
-    def hook(committed: bool) -> None:
+    def hook(committed: bool = False) -> None:
         if not committed:
             for key in keys:
                 storage.delete(key)
 
+    # A failed commit calls after-commit hooks; an abort (the view raised) only after-abort ones.
     request.tm.get().addAfterCommitHook(hook)
+    request.tm.get().addAfterAbortHook(hook)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import logging
+import os
 import re
 
 import sqlalchemy as sa
@@ -12,13 +14,16 @@ from packaging.version import Version
 
 from .. import states
 from ..db import utcnow
-from ..interfaces import IFileStorage
+from ..interfaces import IFileStorage, ITaskQueue
 from ..models import FileUploadSession, PublishingSession, ReleaseFile
 from ..problems import BadRequest, Conflict, ContentTooLarge, Problem, UnprocessableContent
 from ..states import FileStatus
 from .cleanup import purge_after_commit
-from .distributions import DistributionError, inspect_distribution, parse_filename
-from .publishing import live_files
+from .distributions import CoreMetadata, DistributionError, inspect_distribution, parse_filename
+from .publishing import check_new_files_window, extension, live_files
+from .streaming import TooLarge, copy_hashing
+
+log = logging.getLogger(__name__)
 
 # Broken or length-less algorithms cannot vouch for a file's integrity.
 SECURE_HASHES = frozenset(hashlib.algorithms_guaranteed) - {"md5", "sha1"} - {
@@ -71,6 +76,7 @@ def create(request, session: PublishingSession, body: dict) -> FileUploadSession
     if dist.name != canonicalize_name(session.name) or dist.version != Version(session.version):
         raise BadRequest("Filename does not match the session",
                          f"{filename!r} is not a file of {session.name} {session.version}.", source="filename")
+    check_new_files_window(request, session.release)
     if size <= 0:
         raise BadRequest("Invalid size", "'size' must be a positive number of bytes.", source="size")
     if size > settings.max_file_size:
@@ -114,41 +120,52 @@ def create(request, session: PublishingSession, body: dict) -> FileUploadSession
 
 
 def delete(request, file_session: FileUploadSession) -> None:
+    # Deleting is an edit of the publishing session: never from a processing or ended one,
+    # whose files may share their bytes with the published release.
+    states.publishing(file_session.publishing_session, "edit", dry_run=True)
     states.file_upload(file_session, "cancel")
     request.db.flush()
     purge_after_commit(request, [file_session.blob_key, file_session.metadata_key])
 
 
 def extend(request, file_session: FileUploadSession, extend_for) -> None:
-    if not isinstance(extend_for, int) or isinstance(extend_for, bool) or extend_for < 0:
-        raise BadRequest("Invalid extension", "'extend-for' must be a non-negative integer.", source="extend-for")
+    wanted = extension(request, extend_for)
     if file_session.status in (FileStatus.PENDING, FileStatus.PROCESSING):
         # A file upload session never outlives its publishing session.
-        wanted = min(utcnow() + datetime.timedelta(seconds=extend_for), file_session.publishing_session.expires_at)
+        wanted = min(utcnow() + wanted, file_session.publishing_session.expires_at)
         file_session.expires_at = max(file_session.expires_at, wanted)
+
+
+def inspect_stored(request, filename: str, blob_key: str, metadata_key: str) -> CoreMetadata:
+    """Check the bytes under ``blob_key`` are the distribution ``filename`` names and store
+    its core metadata under ``metadata_key``; raises DistributionError."""
+    storage = request.find_service(IFileStorage)
+    settings = request.registry["upload2.settings"]
+    metadata = inspect_distribution(storage.path(blob_key), parse_filename(filename),
+                                    max_metadata_size=settings.max_metadata_size)
+    with storage.writer(metadata_key) as fh:
+        fh.write(metadata.raw)
+    return metadata
 
 
 def verify(request, file_session: FileUploadSession) -> str | None:
     """Check the received bytes against the declaration and the distribution format;
     store the core metadata. Returns None when the file is good, else why not."""
     storage = request.find_service(IFileStorage)
-    settings = request.registry["upload2.settings"]
     if file_session.received_size is None or storage.size(file_session.blob_key) is None:
         return "No bytes were uploaded for this file."
     if file_session.received_size != file_session.size:
         return f"Size mismatch: declared {file_session.size} bytes, received {file_session.received_size}."
+    if file_session.received_at is None or file_session.received_hashes is None:
+        return "The upload is not complete: its mechanism never received the end of the file."
     for algorithm, digest in file_session.hashes.items():
         actual = file_session.received_hashes.get(algorithm)
         if actual != digest:
             return f"{algorithm} mismatch: declared {digest}, received {actual}."
-    dist = parse_filename(file_session.filename)
     try:
-        metadata = inspect_distribution(storage.path(file_session.blob_key), dist,
-                                        max_metadata_size=settings.max_metadata_size)
+        metadata = inspect_stored(request, file_session.filename, file_session.blob_key, file_session.metadata_key)
     except DistributionError as exc:
         return f"{exc.source}: {exc.message}"
-    with storage.writer(file_session.metadata_key) as fh:
-        fh.write(metadata.raw)
     file_session.metadata_sha256 = hashlib.sha256(metadata.raw).hexdigest()
     file_session.requires_python = metadata.requires_python
     return None
@@ -160,6 +177,9 @@ def complete(request, file_session: FileUploadSession) -> Problem | None:
     session = file_session.publishing_session
     states.publishing(session, "edit", dry_run=True)
     states.file_upload(file_session, "complete", dry_run=True)
+    if file_session.received_at is not None and file_session.received_hashes is None:
+        _defer(request, file_session)
+        return None
     failure = verify(request, file_session)
     if failure is None:
         states.file_upload(file_session, "complete")
@@ -168,3 +188,55 @@ def complete(request, file_session: FileUploadSession) -> Problem | None:
     file_session.notices = [*file_session.notices, failure]
     purge_after_commit(request, [file_session.blob_key, file_session.metadata_key])
     return BadRequest("File verification failed", failure, source=file_session.filename)
+
+
+# -- deferred completion: bytes a mechanism stored without hashing (resumable appends) are
+# hashed and checked by a task while the file is processing ---------------------------------
+
+def _defer(request, file_session: FileUploadSession) -> None:
+    states.file_upload(file_session, "defer")
+    # While processing, received_at is when verification was requested: the re-send deadline counts from it.
+    file_session.received_at = utcnow()
+    request.find_service(ITaskQueue).enqueue("verify_file", file_session.id)
+
+
+def hash_stored(request, file_session: FileUploadSession) -> str | None:
+    """Hash the stored bytes as a mechanism hashing while receiving would have; why not, or None."""
+    storage = request.find_service(IFileStorage)
+    if storage.size(file_session.blob_key) is None:
+        return "No bytes were uploaded for this file."
+    try:
+        with storage.open(file_session.blob_key) as source, open(os.devnull, "wb") as sink:
+            size, digests = copy_hashing(source, sink, file_session.hashes, file_session.size)
+    except TooLarge:
+        return f"Size mismatch: declared {file_session.size} bytes, more were stored."
+    file_session.received_size, file_session.received_hashes = size, digests
+    return None
+
+
+def verify_deferred(request, file_id: int) -> None:
+    """The task's half of a deferred completion: hash, verify, then settle the file under
+    the session's lock and the file's, as DELETE takes them. Idempotent: a file no longer
+    processing (settled by an earlier run, or canceled with its session) is left as it is."""
+    db = request.db
+    file_session = db.get(FileUploadSession, file_id)
+    if file_session is None or file_session.status != FileStatus.PROCESSING:
+        return
+    log.info("verifying %s (file upload session %d)", file_session.filename, file_id)
+    with db.no_autoflush:  # nothing is written before the locks are held
+        failure = hash_stored(request, file_session) or verify(request, file_session)
+        db.execute(sa.select(PublishingSession.id).where(PublishingSession.id == file_session.publishing_session_id)
+                   .with_for_update())
+        status = db.scalar(sa.select(FileUploadSession.status).where(FileUploadSession.id == file_id)
+                           .with_for_update())
+    if status != FileStatus.PROCESSING:
+        db.expunge(file_session)
+        if status == FileStatus.CANCELED:  # its purge may have run before this run stored the metadata
+            purge_after_commit(request, [file_session.blob_key, file_session.metadata_key])
+        return
+    if failure is None:
+        states.file_upload(file_session, "succeed")
+        return
+    states.file_upload(file_session, "fail")
+    file_session.notices = [*file_session.notices, failure]
+    purge_after_commit(request, [file_session.blob_key, file_session.metadata_key])

@@ -1,4 +1,4 @@
-"""Routes and views: the Upload 2.0 API, the stage preview, the public simple index."""
+"""Routes and views: the Upload 2.0 API, the stage preview, the legacy upload API, the public simple index."""
 
 
 def includeme(config):
@@ -21,6 +21,7 @@ def includeme(config):
     config.scan(".upload2")
     config.scan(".stage")
     config.include(".errors")
+    config.include(".legacy")  # the legacy upload route (upload2.legacy_path), and add_upload2_dispatch
     if config.registry["upload2.settings"].simple_index:
         config.add_route("simple.index", "/simple/")
         config.add_route("simple.project", "/simple/{name}/")

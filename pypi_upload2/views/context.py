@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import re
 
 import sqlalchemy as sa
 
 from ..interfaces import IAuthentication
 from ..models import FileUploadSession, PublishingSession
-from ..problems import BadRequest, NotFound, Unauthorized, UnsupportedMediaType
+from ..problems import BadRequest, ContentTooLarge, NotFound, Unauthorized, UnsupportedMediaType
 from ..services.publishing import authorize, token_digest
 from ..states import FileStatus, PublishingStatus
 
 CONTENT_TYPE = "application/vnd.pypi.upload.v2+json"
+# The API's JSON requests are a few hundred bytes; anything near this is not one.
+MAX_JSON_BODY = 64 * 1024
 
 
 def authenticated_user(request):
@@ -27,14 +30,22 @@ def authenticated_user(request):
 
 def json_body(request) -> dict:
     """The request's JSON object, after the PEP's Content-Type and api-version checks."""
-    if request.content_type != CONTENT_TYPE:
+    if request.content_type.lower() != CONTENT_TYPE:  # media types are case-insensitive
         raise UnsupportedMediaType("Unsupported Content-Type",
                                    f"Send {CONTENT_TYPE}, not {request.content_type or 'nothing'}.",
                                    source="Content-Type")
+    # Read at most the limit ourselves: ``request.body`` would spool a large body to an
+    # unclosed temporary file first.
+    raw = request.body_file.read(MAX_JSON_BODY + 1)
+    if len(raw) > MAX_JSON_BODY:
+        raise ContentTooLarge("Request too large", f"A JSON request body may be at most {MAX_JSON_BODY} bytes.",
+                              source="body")
     try:
-        body = json.loads(request.body)
+        body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest("Malformed JSON", f"The request body is not valid JSON: {exc}.", source="body")
+    except RecursionError:  # hostile nesting, e.g. 100,000 "["
+        raise BadRequest("Malformed JSON", "The request body is nested too deeply.", source="body")
     if not isinstance(body, dict):
         raise BadRequest("Malformed JSON", "The request body must be a JSON object.", source="body")
     meta = body.get("meta")
@@ -66,8 +77,9 @@ def file_session_context(request, *, edit: bool = False, lock_session: bool = Fa
     the order every writer follows, so two writers never wait on each other in a cycle)."""
     session = publishing_session_context(request, edit=lock_session)
     file_id = request.matchdict["file_id"]
+    # Only what fits the id column: a longer number would fail in the driver, not match.
     query = sa.select(FileUploadSession).where(
-        FileUploadSession.id == int(file_id) if file_id.isdigit() else sa.false(),
+        FileUploadSession.id == int(file_id) if re.fullmatch(r"[0-9]{1,9}", file_id) else sa.false(),
         FileUploadSession.publishing_session_id == session.id)
     if edit:
         query = query.with_for_update()

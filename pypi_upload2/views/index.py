@@ -29,6 +29,12 @@ class Entry:
     upload_time: datetime.datetime | None
 
 
+def core_metadata_sha256(f) -> str | None:
+    """PEP 658 metadata is offered for wheels only: an sdist's PKG-INFO may leave its
+    dependencies undeclared (before PEP 643), yet installers would trust it."""
+    return f.metadata_sha256 if f.packagetype == "bdist_wheel" else None
+
+
 def _negotiate(request) -> str:
     # Offers of equal quality go to the first: plain text/html for browsers and */*.
     offers = request.accept.acceptable_offers(["text/html", HTML, JSON])

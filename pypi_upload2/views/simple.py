@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import sqlalchemy as sa
 from packaging.utils import canonicalize_name
 from pyramid.httpexceptions import HTTPNotFound
@@ -9,7 +11,7 @@ from pyramid.view import view_config
 
 from ..interfaces import IFileStorage
 from ..models import Project, Release, ReleaseFile
-from .index import Entry, canonical_redirect, file_response, index_page, project_page
+from .index import Entry, canonical_redirect, core_metadata_sha256, file_response, index_page, project_page
 
 
 def public_entries(request, project_id: int) -> list[Entry]:
@@ -22,7 +24,7 @@ def public_entries(request, project_id: int) -> list[Entry]:
     return [
         Entry(filename=f.filename, url=request.route_url("simple.file", file_id=f.id, filename=f.filename),
               version=version, size=f.size, sha256=f.sha256, requires_python=f.requires_python,
-              metadata_sha256=f.metadata_sha256, upload_time=f.published_at)
+              metadata_sha256=core_metadata_sha256(f), upload_time=f.published_at)
         for f, version in rows
     ]
 
@@ -57,9 +59,9 @@ def simple_file(request):
     filename = request.matchdict["filename"]
     metadata = filename.endswith(".metadata")
     file_id = request.matchdict["file_id"]
-    f = request.db.get(ReleaseFile, int(file_id)) if file_id.isdigit() else None
+    f = request.db.get(ReleaseFile, int(file_id)) if re.fullmatch(r"[0-9]{1,9}", file_id) else None
     if (f is None or f.published_at is None or f.filename != filename.removesuffix(".metadata")
-            or (metadata and not f.metadata_sha256)):
+            or (metadata and not core_metadata_sha256(f))):
         raise HTTPNotFound()
     storage = request.find_service(IFileStorage)
     return file_response(request, storage.path(f.metadata_key if metadata else f.blob_key), f.filename,

@@ -10,7 +10,7 @@ from ..problems import NotFound
 from ..services.publishing import live_files
 from ..states import FileStatus
 from .context import live_stage
-from .index import Entry, canonical_redirect, file_response, index_page, project_page
+from .index import Entry, canonical_redirect, core_metadata_sha256, file_response, index_page, project_page
 from .simple import public_entries
 
 
@@ -26,7 +26,7 @@ def _staged_entries(request, session) -> list[Entry]:
         Entry(filename=f.filename,
               url=request.route_url("upload2.stage.file", token=session.token, file_id=f.id, filename=f.filename),
               version=session.version, size=f.received_size, sha256=f.sha256,
-              requires_python=f.requires_python, metadata_sha256=f.metadata_sha256, upload_time=None)
+              requires_python=f.requires_python, metadata_sha256=core_metadata_sha256(f), upload_time=None)
         for f in live_files(session) if f.status == FileStatus.COMPLETED
     ]
 
@@ -61,7 +61,7 @@ def stage_file(request):
     file_id = request.matchdict["file_id"]
     match = [f for f in live_files(session)
              if str(f.id) == file_id and f.filename == filename.removesuffix(".metadata")
-             and f.status == FileStatus.COMPLETED and (f.metadata_sha256 or not metadata)]
+             and f.status == FileStatus.COMPLETED and (core_metadata_sha256(f) or not metadata)]
     if not match:
         raise NotFound("No such file", "This stage has no such file.", source="url")
     storage = request.find_service(IFileStorage)

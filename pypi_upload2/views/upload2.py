@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 
 from pyramid.response import Response
@@ -9,6 +10,7 @@ from pyramid.view import view_config
 
 from ..problems import Conflict, MethodNotAllowed
 from ..services import files, publishing
+from ..states import FileStatus
 from .context import (CONTENT_TYPE, authenticated_user, file_session_context, json_body,
                       publishing_session_context)
 from .errors import problem_response
@@ -18,7 +20,8 @@ POLL_SECONDS = 1
 
 
 def rfc3339(moment) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    # A driver may hand back another zone (PostgreSQL's TimeZone); the PEP wants UTC "Z".
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def respond(body: dict, status: int = 200, **headers) -> Response:
@@ -103,8 +106,11 @@ def cancel_session(request):
 def publish_session(request):
     session = publishing_session_context(request, edit=True)
     json_body(request)
-    publishing.publish(request, session)
+    deferred = publishing.publish(request, session)
     location = request.route_url("upload2.session", token=session.token)
+    if deferred:
+        # A task settles it (published or error); the client polls the session's status.
+        return respond(session_body(request, session), 202, Location=location, Retry_After=POLL_SECONDS)
     return respond(session_body(request, session), 201, Location=location)
 
 
@@ -112,7 +118,7 @@ def publish_session(request):
 def extend_session(request):
     session = publishing_session_context(request, edit=True)
     body = json_body(request)
-    publishing.extend(request, session, body.get("extend-for", 0))
+    publishing.extend(request, session, body.get("extend-for"))
     return respond(session_body(request, session))
 
 
@@ -148,6 +154,9 @@ def complete_file(request):
         # Returned, not raised: the move to ``error`` must be committed.
         failure.headers["Location"] = location
         return problem_response(failure)
+    if file_session.status == FileStatus.PROCESSING:
+        # A task verifies it (completed or error); the client polls the file's status.
+        return respond(file_body(request, file_session), 202, Location=location, Retry_After=POLL_SECONDS)
     return respond(file_body(request, file_session), 201, Location=location)
 
 
@@ -155,7 +164,7 @@ def complete_file(request):
 def extend_file(request):
     file_session = file_session_context(request, edit=True)
     body = json_body(request)
-    files.extend(request, file_session, body.get("extend-for", 0))
+    files.extend(request, file_session, body.get("extend-for"))
     return respond(file_body(request, file_session))
 
 

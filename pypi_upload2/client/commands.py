@@ -1,0 +1,277 @@
+"""``pypi-upload2 upload`` and ``pypi-upload2 session``: the options and the report.
+
+Exit status: 0 done; 1 the upload, the test install or the publish failed; 2 bad options or
+credentials; 130 interrupted (Ctrl+C).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import sys
+import threading
+import urllib.parse
+from pathlib import Path
+
+from . import config, dists as dists_module
+from .api import Api, Cancelled, ProblemError, TransientError
+from .flow import FAILED, INTERRUPTED, OK, USAGE, Flow
+from .progress import Reporter, make_console
+from .upload import FileFailed, Options, Release, Uploader
+DIST_SUFFIXES = (".whl", ".tar.gz", ".zip")
+
+
+def byte_size(value: str) -> int:
+    match = re.fullmatch(r"\s*([0-9]+)\s*([kmg]?)i?b?\s*", value.lower())
+    if not match:
+        raise argparse.ArgumentTypeError(f"not a size: {value!r} (e.g. 8M, 512K, 1048576)")
+    return int(match[1]) * 1024 ** " kmg".index(match[2] or " ")
+
+
+def positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return number
+
+
+def _output_options(parser) -> None:
+    group = parser.add_argument_group("output")
+    group.add_argument("--json", action="store_true", help="print a machine-readable result on stdout "
+                       "(messages go to stderr)")
+    group.add_argument("-q", "--quiet", action="store_true", help="only warnings, errors and results")
+    group.add_argument("--retries", type=int, default=5, metavar="N",
+                       help="retries of a request after a network error or 5xx (default 5)")
+    group.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
+                       help="network timeout per request (default 60)")
+
+
+def add_commands(subparsers) -> None:
+    up = subparsers.add_parser(
+        "upload", help="upload distributions to an index (Upload 2.0, legacy fallback)",
+        description="Upload FILES: one publishing session per release (name and version), files in parallel, "
+                    "then publish (or --stage). Falls back to the legacy upload API when the index has no "
+                    "Upload 2.0 endpoint.")
+    # "*", not "+": ``--test-install dist/foo.whl`` takes the file first (upload_command gives it back).
+    up.add_argument("files", nargs="*", metavar="FILE", help="distributions (.whl, .tar.gz, .zip) or folders of them")
+    up.add_argument("--repository-url", metavar="URL",
+                    help="the upload endpoint, e.g. https://upload.example.org/legacy/ "
+                         "(env UPLOAD2_REPOSITORY_URL or TWINE_REPOSITORY_URL)")
+    config.add_options(up)
+    flow = up.add_argument_group("release")
+    flow.add_argument("--stage", action="store_true", help="upload but do not publish; print the stage URL and "
+                      "the commands to test, publish or cancel")
+    flow.add_argument("--test-install", nargs="?", const="", default=None, metavar="COMMAND",
+                      help="after staging, install the release from the stage in a fresh virtualenv and run "
+                           "COMMAND (default: import the wheels' top-level modules); publish only if it succeeds. "
+                           "Write --test-install=COMMAND when files follow")
+    flow.add_argument("--cancel-on-failure", action="store_true",
+                      help="cancel the sessions when the test install fails (default: leave them staged)")
+    flow.add_argument("--public-index-url", metavar="URL",
+                      help="the public simple index, for dependencies in --test-install and the printed pip "
+                           "command (default: <repository origin>/simple/)")
+    flow.add_argument("--join", action="store_true",
+                      help="add the files to an already open session of the release instead of failing")
+    flow.add_argument("--protocol", choices=("auto", "2.0", "legacy"), default="auto",
+                      help="auto: Upload 2.0, or the legacy API when the index has no 2.0 endpoint (default)")
+    transfer = up.add_argument_group("transfer")
+    transfer.add_argument("--parallel", type=positive, default=4, metavar="N",
+                          help="files uploaded at once (default 4)")
+    transfer.add_argument("--resumable", action="store_true",
+                          help="use the resumable mechanism for every file when the index offers it")
+    transfer.add_argument("--resumable-threshold", type=byte_size, default="16M", metavar="SIZE",
+                          help="files larger than this use the resumable mechanism when offered (default 16M)")
+    transfer.add_argument("--chunk-size", type=byte_size, default="8M", metavar="SIZE",
+                          help="bytes per resumable append, within the server's limits (default 8M)")
+    _output_options(up)
+    up.set_defaults(client=upload_command)
+
+    session = subparsers.add_parser("session", help="show, publish, cancel or extend a publishing session",
+                                    description="Act on a publishing session by its URL (as `upload --stage` "
+                                                "prints it).")
+    actions = session.add_subparsers(dest="action", required=True)
+    helps = {"status": "show the session's state, files and notices",
+             "publish": "publish the session and wait until it is published",
+             "cancel": "cancel the session and discard its files",
+             "extend": "ask the server to extend the session's lifetime"}
+    for action, text in helps.items():
+        sub = actions.add_parser(action, help=text, description=text)
+        sub.add_argument("session_url", metavar="SESSION_URL")
+        if action == "extend":
+            sub.add_argument("--extend-for", type=positive, default=3600, metavar="SECONDS",
+                             help="seconds to extend by (default 3600)")
+        config.add_options(sub)
+        _output_options(sub)
+        sub.set_defaults(client=session_command)
+
+
+# -- shared --------------------------------------------------------------------------------------
+
+def _reporter(args) -> Reporter:
+    stream = sys.stderr if args.json else sys.stdout
+    console = make_console(stream)
+    return Reporter(console, bars=not args.json, quiet=args.quiet)
+
+
+def _api(args, repository, reporter, cancel=None, *, connections=8) -> Api:
+    if urllib.parse.urlsplit(repository.url).scheme == "http" and repository.credentials is not None:
+        host = urllib.parse.urlsplit(repository.url).hostname or ""
+        if host not in ("localhost", "127.0.0.1", "::1"):
+            reporter.warn(f"sending credentials over plain HTTP to {host}")
+    return Api(repository.url, repository.credentials, retries=max(args.retries, 0), timeout=args.timeout,
+               connections=connections, cancel=cancel, on_retry=reporter.warn)
+
+
+def _emit(args, report: dict) -> None:
+    if args.json:
+        sys.stdout.write(json.dumps(report, indent=2, default=_jsonable) + "\n")
+        sys.stdout.flush()
+
+
+def _jsonable(value):
+    return value.as_json()
+
+
+def _collect(paths: list[str]) -> list[dists_module.Dist]:
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found += sorted(p for p in path.iterdir() if p.is_file() and p.name.endswith(DIST_SUFFIXES))
+        else:
+            found.append(path)
+    seen: dict[str, Path] = {}
+    for path in found:
+        if path.name in seen and seen[path.name].resolve() != path.resolve():
+            raise dists_module.DistError(f"two files named {path.name}: {seen[path.name]} and {path}")
+        seen[path.name] = path
+    if not seen:
+        raise dists_module.DistError("no distributions to upload")
+    return [dists_module.inspect(p) for p in seen.values()]
+
+
+# -- upload --------------------------------------------------------------------------------------
+
+def upload_command(args) -> int:
+    reporter = _reporter(args)
+    report = {"protocol": None, "repository": None, "ok": False, "stage": args.stage, "sessions": [],
+              "files": [], "test-install": None, "error": None}
+    # ``--test-install dist/foo.whl``: argparse took a file for the command.
+    if args.test_install and os.path.isfile(args.test_install) and args.test_install.endswith(DIST_SUFFIXES):
+        args.files.insert(0, args.test_install)
+        args.test_install = ""
+    try:
+        dists = _collect(args.files)
+        repository = config.resolve(args)
+    except (dists_module.DistError, config.ConfigError) as exc:
+        return _fail(args, reporter, report, str(exc), USAGE)
+    report["repository"] = repository.url
+    if repository.credentials is None:
+        return _fail(args, reporter, report, "no credentials: pass --token or -u/-p, set UPLOAD2_TOKEN or "
+                     "TWINE_USERNAME/TWINE_PASSWORD, or add them to the repository's .pypirc section", USAGE)
+    if args.protocol == "legacy" and (args.stage or args.test_install is not None):
+        return _fail(args, reporter, report, "--stage and --test-install need Upload 2.0", USAGE)
+    public = args.public_index_url or urllib.parse.urljoin(repository.url, "/simple/")
+    cancel = threading.Event()
+    api = _api(args, repository, reporter, cancel, connections=args.parallel + 2)
+    flow = Flow(args, api, reporter, repository, public, report)
+    # A CI runner stops a job with SIGTERM: clean up as for Ctrl+C.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        with reporter:
+            code = flow.run(dists)
+    except (KeyboardInterrupt, Cancelled):
+        cancel.set()
+        reporter.stop()
+        code = flow.interrupted()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        api.close()
+    report["ok"] = code == OK
+    report["sessions"] = [r.as_json() for r in flow.releases]
+    _emit(args, report)
+    return code
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt()
+
+
+def _fail(args, reporter, report, message: str, code: int) -> int:
+    reporter.error(message.splitlines())
+    report["error"] = message
+    _emit(args, report)
+    return code
+
+
+# -- session -------------------------------------------------------------------------------------
+
+def session_command(args) -> int:
+    reporter = _reporter(args)
+    report = {"action": args.action, "session": None, "ok": False, "error": None}
+    try:
+        repository = config.resolve(args, url=args.session_url)
+    except config.ConfigError as exc:
+        return _fail(args, reporter, report, str(exc), USAGE)
+    if repository.credentials is None:
+        return _fail(args, reporter, report, "no credentials: pass --token or -u/-p, or set UPLOAD2_TOKEN", USAGE)
+    api = _api(args, repository, reporter)
+    uploader = Uploader(api, reporter, Options())
+    release = Release("session", "", [], session={"links": {"session": repository.url}})
+    code = OK
+    try:
+        if args.action == "cancel":
+            uploader.refresh(release)
+            uploader.cancel(release)
+            uploader.refresh(release)
+        elif args.action == "publish":
+            uploader.refresh(release)
+            try:
+                if release.status != "published":  # a re-run (of a CI job) is not an error
+                    uploader.publish(release)
+            except FileFailed as exc:
+                reporter.error(str(exc).splitlines())
+                code = FAILED
+        elif args.action == "extend":
+            uploader.refresh(release)
+            if "extend" not in release.links:
+                raise FileFailed("the server does not offer extensions of this session")
+            api.post(release.links["extend"], {"extend-for": args.extend_for})
+            uploader.refresh(release)
+        else:
+            uploader.refresh(release)
+    except (ProblemError, TransientError, FileFailed, KeyboardInterrupt) as exc:
+        if isinstance(exc, KeyboardInterrupt):
+            lines, code = ["interrupted"], INTERRUPTED
+        elif isinstance(exc, ProblemError) and exc.status == 404:
+            lines, code = ["no such session (it may have ended and been purged)", *exc.lines()], FAILED
+        else:
+            lines, code = (exc.lines() if isinstance(exc, ProblemError) else str(exc).splitlines()), FAILED
+        reporter.error(lines)
+        report["error"] = lines[0]
+    finally:
+        api.close()
+    if code in (OK, FAILED) and release.session.get("status"):
+        _show_session(reporter, release.session, repository.url)
+    report["session"] = release.session if release.session.get("status") else None
+    report["ok"] = code == OK
+    _emit(args, report)
+    return code
+
+
+def _show_session(reporter: Reporter, body: dict, url: str) -> None:
+    links = body.get("links", {})
+    lines = [f"session:    {links.get('session', url)}", f"status:     {body.get('status')}",
+             f"expires-at: {body.get('expires-at')}"]
+    if links.get("stage"):
+        lines.append(f"stage:      {links['stage']}")
+    files = body.get("files") or {}
+    lines.append(f"files:      {len(files)}")
+    for filename, entry in sorted(files.items()):
+        lines.append(f"  {filename}  {entry.get('status')}")
+        lines += [f"    notice: {n}" for n in entry.get("notices") or ()]
+    lines += [f"notice: {n}" for n in body.get("notices") or ()]
+    reporter.result("\n".join(lines))

@@ -1,0 +1,111 @@
+"""The periodic sweeps: expiry, status retention, and work stuck in ``processing``.
+
+Each sweep claims a batch of rows with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so two
+workers running it at once take different rows, and a row a request holds (a publish, an
+append) is left for the next run. SQLite serializes writers instead (BEGIN IMMEDIATE).
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+
+import sqlalchemy as sa
+
+from .. import states
+from ..db import is_postgresql, utcnow
+from ..interfaces import ITaskQueue
+from ..models import FileUploadSession, PublishingSession
+from ..states import FileStatus, PublishingStatus
+from . import files, publishing
+from .cleanup import purge_after_commit
+
+log = logging.getLogger(__name__)
+
+BATCH = 500
+
+
+def _claim(db, query, of):
+    if is_postgresql(db):
+        query = query.with_for_update(skip_locked=True, of=of)
+    return list(db.scalars(query.limit(BATCH)))
+
+
+def _since(seconds: int) -> datetime.datetime:
+    return utcnow() - datetime.timedelta(seconds=seconds)
+
+
+def expire_sessions(request) -> int:
+    """Cancel open and error sessions past ``expires-at``: their files go with them, their
+    bytes are purged after commit and a name only they reserved is free again."""
+    now = utcnow()
+    expired = _claim(request.db, sa.select(PublishingSession).where(
+        PublishingSession.status.in_((PublishingStatus.OPEN, PublishingStatus.ERROR)),
+        PublishingSession.expires_at <= now).order_by(PublishingSession.id), PublishingSession)
+    for session in expired:
+        session.notices = [*session.notices, "Canceled by the server: the session expired."]
+        publishing.cancel(request, session)
+    if expired:
+        log.info("canceled %d expired publishing session(s)", len(expired))
+    return len(expired)
+
+
+def expire_files(request) -> int:
+    """Cancel pending file upload sessions past their own ``expires-at`` (a completed file
+    lives as long as its publishing session)."""
+    expired = _claim(request.db, sa.select(FileUploadSession).join(PublishingSession).where(
+        FileUploadSession.status == FileStatus.PENDING, FileUploadSession.expires_at <= utcnow(),
+        PublishingSession.status.in_((PublishingStatus.OPEN, PublishingStatus.ERROR)),
+    ).order_by(FileUploadSession.id), FileUploadSession)
+    for file_session in expired:
+        file_session.notices = [*file_session.notices, "Canceled by the server: the upload expired."]
+        files.delete(request, file_session)
+    if expired:
+        log.info("canceled %d expired file upload session(s)", len(expired))
+    return len(expired)
+
+
+def purge_ended_sessions(request) -> int:
+    """Forget published and canceled sessions once ``upload2.status_retention`` has passed
+    since they ended: their status URLs answer 404 from then on (the PEP's retention rule)."""
+    db = request.db
+    retention = request.registry["upload2.settings"].status_retention
+    ended = _claim(db, sa.select(PublishingSession).where(
+        PublishingSession.status.in_(states.TERMINAL_PUBLISHING),
+        PublishingSession.ended_at <= _since(retention)).order_by(PublishingSession.id), PublishingSession)
+    # Bytes of files that were not published (purged before: this repeats an idempotent delete).
+    purge_after_commit(request, [key for session in ended for f in session.files
+                                 if f.status != FileStatus.COMPLETED for key in (f.blob_key, f.metadata_key)])
+    if ended:
+        # The database deletes their file upload sessions (ON DELETE CASCADE) and unlinks the
+        # published files from them (SET NULL).
+        db.execute(sa.delete(PublishingSession).where(PublishingSession.id.in_([s.id for s in ended]))
+                   .execution_options(synchronize_session=False))
+        log.info("forgot %d ended publishing session(s)", len(ended))
+    return len(ended)
+
+
+def resend_processing(request) -> int:
+    """Hand files and publishes that stayed ``processing`` past ``upload2.processing_deadline``
+    to a worker again (their message was lost, or their worker died): the tasks are
+    idempotent, so a duplicate finds the work done."""
+    db = request.db
+    queue = request.find_service(ITaskQueue)
+    cutoff = _since(request.registry["upload2.settings"].processing_deadline)
+    now = utcnow()
+    stuck_files = _claim(db, sa.select(FileUploadSession).where(
+        FileUploadSession.status == FileStatus.PROCESSING, FileUploadSession.received_at <= cutoff,
+    ).order_by(FileUploadSession.id), FileUploadSession)
+    for file_session in stuck_files:
+        file_session.received_at = now  # the next deadline counts from this re-send
+        queue.enqueue("verify_file", file_session.id)
+    stuck_sessions = _claim(db, sa.select(PublishingSession).where(
+        PublishingSession.status == PublishingStatus.PROCESSING, PublishingSession.ended_at <= cutoff,
+    ).order_by(PublishingSession.id), PublishingSession)
+    for session in stuck_sessions:
+        session.ended_at = now
+        queue.enqueue("publish_session", session.id)
+    if stuck_files or stuck_sessions:
+        log.warning("re-sent %d verification(s) and %d publish(es) processing for over %d s",
+                    len(stuck_files), len(stuck_sessions), request.registry["upload2.settings"].processing_deadline)
+    return len(stuck_files) + len(stuck_sessions)

@@ -1,0 +1,180 @@
+"""Celery wired into Pyramid: an app configured from the settings, tasks that look like views,
+sending after commit, and the beat schedule.
+
+    UPLOAD2_CONFIG=production.ini celery -A pypi_upload2.tasks worker -B
+
+An empty ``celery.broker_url`` runs each task in the web process right after the request
+that enqueued it commits (eager): the embedded default of ``make serve``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+
+import celery
+import celery.signals
+import pyramid.paster
+import pyramid.scripting
+import transaction
+from zope.interface import implementer
+
+from .interfaces import ITaskQueue
+from .services import expiry, files, publishing
+
+log = logging.getLogger(__name__)
+
+CONFIG_ENV = "UPLOAD2_CONFIG"
+QUEUE = "upload2"
+
+
+class RequestTask(celery.Task):
+    """A task receives a request of its own first, built from the app's registry, with its
+    own transaction manager and so its own DB session (``with request.tm:`` per transaction).
+
+    Tasks are idempotent and acknowledged late: a worker killed mid-task leaves the message
+    to another worker, which finds the work done or does it again."""
+
+    acks_late = True
+    # A pool process killed mid-task puts the message back rather than acknowledging it.
+    reject_on_worker_lost = True
+    # The request argument is supplied here, not by whoever sends the task.
+    typing = False
+
+    def __call__(self, *args, **kwargs):
+        env = pyramid.scripting.prepare(registry=self.app.upload2_registry)
+        request = env["request"]
+        request.tm = transaction.TransactionManager(explicit=True)
+        try:
+            return self.run(request, *args, **kwargs)
+        finally:
+            env["closer"]()
+
+
+@implementer(ITaskQueue)
+class CeleryTaskQueue:
+    """Tasks go to the broker from an after-commit hook of the request's transaction."""
+
+    def __init__(self, app: celery.Celery, tm):
+        self.app, self.tm = app, tm
+
+    @classmethod
+    def create_service(cls, context, request):
+        return cls(request.registry["upload2.celery"], request.tm)
+
+    def enqueue(self, name: str, *args) -> None:
+        task = self.app.tasks[f"{__package__}.{name}"]
+        self.tm.get().addAfterCommitHook(_send, args=(task, args))
+
+
+def _send(committed: bool, task, args) -> None:
+    # Eager mode runs the task right here, after the commit, in a transaction of its own.
+    if committed:
+        task.apply_async(args)
+
+
+# -- the tasks -------------------------------------------------------------------------------
+
+def verify_file(request, file_id: int) -> None:
+    """Hash a file stored without hashing (the resumable mechanism's), check it, and settle
+    it: completed, or error with a notice saying why."""
+    with request.tm:
+        files.verify_deferred(request, file_id)
+
+
+def publish_session(request, session_id: int) -> None:
+    """A deferred publish: reserve the filenames (committed, so other uploads of them get
+    409 meanwhile), run the publish checks, then publish or release and report."""
+    with request.tm:
+        if not publishing.reserve(request, session_id):
+            return
+    with request.tm:
+        errors = publishing.check(request, session_id)
+    with request.tm:
+        publishing.conclude(request, session_id, errors)
+
+
+def resend_processing(request) -> None:
+    """Periodic: hand files and publishes processing past the deadline to a worker again."""
+    with request.tm:
+        expiry.resend_processing(request)
+
+
+def expire_sessions(request) -> None:
+    """Periodic: cancel publishing and file upload sessions past their ``expires-at``."""
+    with request.tm:
+        expiry.expire_sessions(request)
+    with request.tm:
+        expiry.expire_files(request)
+
+
+def purge_ended_sessions(request) -> None:
+    """Periodic: forget terminal sessions older than ``upload2.status_retention``."""
+    with request.tm:
+        expiry.purge_ended_sessions(request)
+
+
+TASKS = (verify_file, publish_session, resend_processing, expire_sessions, purge_ended_sessions)
+PERIODIC = (resend_processing, expire_sessions, purge_ended_sessions)
+
+
+def make_celery(registry) -> celery.Celery:
+    settings = registry["upload2.settings"]
+    app = celery.Celery(__package__, set_as_current=False, task_cls=RequestTask)
+    app.conf.update(
+        # Eager mode never touches a broker; memory:// keeps Celery from assuming AMQP.
+        broker_url=settings.broker_url or "memory://",
+        broker_connection_retry_on_startup=True,
+        task_always_eager=not settings.broker_url,
+        task_eager_propagates=True,
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        task_default_queue=QUEUE,
+        # Late acknowledgement holds one message per process; the rest stay for other workers.
+        worker_prefetch_multiplier=1,
+        beat_schedule={
+            task.__name__: {"task": f"{__package__}.{task.__name__}", "schedule": settings.sweep_interval}
+            for task in PERIODIC
+        },
+    )
+    app.upload2_registry = registry
+    for func in TASKS:
+        app.task(name=f"{__package__}.{func.__name__}")(func)
+    return app
+
+
+def includeme(config):
+    config.registry["upload2.celery"] = make_celery(config.registry)
+
+
+# -- the worker's side -----------------------------------------------------------------------
+
+def __getattr__(name: str):
+    # ``celery -A pypi_upload2.tasks`` looks up ``app``: the Celery app of the Pyramid app
+    # built from the ini file named by UPLOAD2_CONFIG, once per worker.
+    if name == "app":
+        return worker_app(os.environ.get(CONFIG_ENV, "development.ini"))
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@functools.cache
+def worker_app(ini: str) -> celery.Celery:
+    if not os.path.exists(ini):
+        raise SystemExit(f"pypi-upload2: config file not found: {ini} (set {CONFIG_ENV})")
+    env = pyramid.paster.bootstrap(ini)
+    registry = env["registry"]
+    env["closer"]()
+    app = registry["upload2.celery"]
+    if app.conf.task_always_eager:
+        raise SystemExit(f"pypi-upload2: celery.broker_url is empty in {ini}: its tasks run in the web "
+                         "process (eager mode); set a broker, e.g. redis://localhost:6379/0, to run workers")
+    engine = registry["upload2.engine"]
+
+    def forget_parent_connections(**_):
+        # Pool processes are forked from this one: never share its database connections.
+        engine.dispose(close=False)
+
+    celery.signals.worker_process_init.connect(forget_parent_connections, weak=False)
+    return app

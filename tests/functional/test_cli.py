@@ -1,0 +1,152 @@
+"""The ``pypi-upload2`` console script, run as a real process against a real ini file."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import webtest
+from pyramid.paster import get_app
+
+from tests.conftest import Uploader, build_wheel
+
+SCRIPT = os.path.join(os.path.dirname(sys.executable), "pypi-upload2")
+
+
+@pytest.fixture
+def elsewhere(tmp_path):
+    """A working directory unrelated to the ini file's folder."""
+    path = tmp_path / "elsewhere" / "deeper"
+    path.mkdir(parents=True)
+    return path
+
+
+def write_ini(folder, url: str):
+    folder.mkdir(parents=True, exist_ok=True)
+    ini = folder / "app.ini"
+    ini.write_text(f"[app:main]\nuse = egg:pypi-upload2\nsqlalchemy.url = {url}\nupload2.storage = var/files\n")
+    return ini
+
+
+@pytest.fixture
+def ini(tmp_path, database_url, is_postgresql, dbsession):
+    """An ini with relative paths: its own SQLite file beside it, or on a PostgreSQL run the suite's
+    database (emptied after the test by ``dbsession``)."""
+    ini = write_ini(tmp_path / "site", database_url if is_postgresql else "sqlite:///var/x.sqlite")
+    cli(tmp_path, ini, "db", "upgrade")
+    return ini
+
+
+def cli(cwd, ini, *args, expect=0):
+    """Run the console script from ``cwd`` with ``ini`` given relative to it."""
+    config = os.path.relpath(ini, cwd)
+    result = subprocess.run([SCRIPT, "-c", config, *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+    assert result.returncode == expect, result.stderr
+    return result
+
+
+def add_user(cwd, ini, name) -> str:
+    lines = cli(cwd, ini, "user", "add", name).stdout.strip().splitlines()
+    assert lines[-1].startswith("pypi-upload2-")
+    return lines[-1]
+
+
+@pytest.fixture
+def app(ini):
+    """The app as a server would load it: via PasteDeploy, so ``here`` is the ini's folder."""
+    wsgi = get_app(str(ini))
+    yield webtest.TestApp(wsgi)
+    wsgi.registry["upload2.engine"].dispose()
+
+
+def test_db_upgrade_creates_the_database_next_to_the_ini(tmp_path, elsewhere):
+    ini = write_ini(tmp_path / "site", "sqlite:///var/x.sqlite")
+    result = cli(elsewhere, ini, "db", "upgrade")
+    assert "up to date" in result.stdout
+    assert (ini.parent / "var" / "x.sqlite").is_file()
+    assert not (elsewhere / "var").exists()
+    # Upgrading again is harmless.
+    cli(elsewhere, ini, "db", "upgrade")
+
+
+def test_user_add_prints_a_working_token_last(ini, elsewhere, app):
+    first = cli(elsewhere, ini, "user", "add", "alice").stdout.strip().splitlines()
+    assert first[0] == "created user alice"
+    token = first[-1]
+    again = add_user(elsewhere, ini, "alice")
+    assert again != token
+
+    for working in (token, again):
+        session = Uploader(app, working).create_session("foo", "1.0").json
+        Uploader(app, working).delete(session["links"]["session"])
+    Uploader(app, token[:-1] + ("A" if token[-1] != "A" else "B")).create_session(status=401)
+
+
+def test_storage_resolves_against_the_ini_folder(ini, elsewhere, app, dist_dir, monkeypatch):
+    monkeypatch.chdir(elsewhere)  # the app must not care where it is started from
+    alice = Uploader(app, add_user(elsewhere, ini, "alice"))
+    session = alice.create_session("foo", "1.0").json
+    alice.upload(session, build_wheel(dist_dir, "foo", "1.0"))
+    stored = [p for p in (ini.parent / "var" / "files").rglob("*") if p.is_file()]
+    assert stored and all(p.parent.parent.name == "sessions" for p in stored)
+    assert not (elsewhere / "var").exists()
+
+
+def test_project_grant_and_revoke(ini, elsewhere, app, dist_dir):
+    alice = Uploader(app, add_user(elsewhere, ini, "alice"))
+    bob = Uploader(app, add_user(elsewhere, ini, "bob"))
+    session = alice.create_session("Foo", "1.0").json
+    alice.upload(session, build_wheel(dist_dir, "foo", "1.0"))
+    alice.publish(session)
+    bob.create_session("foo", "2.0", status=403)
+
+    assert "bob may now upload to Foo" in cli(elsewhere, ini, "project", "grant", "bob", "FOO").stdout
+    assert "already" in cli(elsewhere, ini, "project", "grant", "bob", "foo").stdout
+    bob_session = bob.create_session("foo", "2.0").json
+    bob.delete(bob_session["links"]["session"])
+
+    assert "no longer" in cli(elsewhere, ini, "project", "revoke", "bob", "foo").stdout
+    bob.create_session("foo", "2.0", status=403)
+    failure = cli(elsewhere, ini, "project", "revoke", "bob", "foo", expect=1)
+    assert failure.stderr.strip() == "pypi-upload2: bob has no role on Foo"
+
+
+def test_project_commands_refuse_missing_users_and_projects(ini, elsewhere, app):
+    alice = Uploader(app, add_user(elsewhere, ini, "alice"))
+    alice.create_session("reserved", "1.0")  # a reservation is not a project yet
+    cases = [
+        (("grant", "nobody", "reserved"), "pypi-upload2: no such user: 'nobody'"),
+        (("grant", "alice", "missing"), "pypi-upload2: no such project: 'missing'"),
+        (("grant", "alice", "reserved"), "pypi-upload2: no such project: 'reserved'"),
+        (("revoke", "alice", "missing"), "pypi-upload2: no such project: 'missing'"),
+    ]
+    for args, message in cases:
+        result = cli(elsewhere, ini, "project", *args, expect=1)
+        assert result.stderr.strip() == message
+        assert result.stdout == ""
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "config file not found"),
+    ("not an ini file\n", "cannot load"),
+    ("[server:main]\nuse = egg:waitress#main\n", "cannot load"),
+    ("[app:main]\nuse = egg:pypi-upload2\n", "sets no sqlalchemy.url"),
+])
+def test_unusable_config_files_fail_clearly(tmp_path, elsewhere, content, message):
+    ini = tmp_path / "site" / "app.ini"
+    if content is not None:
+        ini.parent.mkdir()
+        ini.write_text(content)
+    result = cli(elsewhere, ini, "user", "add", "alice", expect=2)
+    assert result.stderr.startswith("pypi-upload2: ") and message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_commands_before_db_upgrade_fail_clearly(tmp_path, elsewhere):
+    ini = write_ini(tmp_path / "site", "sqlite:///var/new.sqlite")
+    result = cli(elsewhere, ini, "user", "add", "alice", expect=1)
+    assert result.stderr.startswith("pypi-upload2: database error:")
+    assert "Traceback" not in result.stderr
