@@ -28,6 +28,10 @@ serve: migrate ## serve $(CONFIG) on http://127.0.0.1:$(PORT)/ (SQLite, files un
 test: $(VENV)/.installed ## run the test-suite (UPLOAD2_TEST_DATABASE_URL selects PostgreSQL)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+worker: migrate ## a Celery worker with beat for $(CONFIG) (needs celery.broker_url; docs/tasks.md)
+	@mkdir -p var
+	UPLOAD2_CONFIG=$(CONFIG) $(BIN)/celery -A pypi_upload2.tasks worker -B -s var/celerybeat-schedule --loglevel INFO
+
 bench: $(VENV)/.installed ## run the upload benchmarks (figures in docs/benchmarks.md)
 	$(BIN)/python benchmarks/upload.py $(BENCH_ARGS)
 

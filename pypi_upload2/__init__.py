@@ -6,9 +6,6 @@ standalone app, a thin host that supplies only what a host would otherwise provi
 
 from __future__ import annotations
 
-from pyramid.config import Configurator
-
-from . import db, settings as settings_module
 from .interfaces import IAuthentication, IAuthorization, IFileStorage, ITaskQueue
 
 # Each capability's default backend; a host swaps one with a dotted-name setting.
@@ -21,6 +18,9 @@ BACKENDS = {
 
 
 def includeme(config):
+    # Imported here so ``import pypi_upload2`` stays light for the release client.
+    from . import db, settings as settings_module
+
     raw = config.get_settings()
     parsed = settings_module.parse(raw)
     config.registry["upload2.settings"] = parsed
@@ -48,6 +48,8 @@ def includeme(config):
 
 def main(global_config, **settings):
     """The standalone WSGI app (``use = egg:pypi-upload2``)."""
+    from pyramid.config import Configurator
+
     settings.setdefault("upload2.here", global_config.get("here"))
     settings.setdefault("tm.manager_hook", "pyramid_tm.explicit_manager")
     with Configurator(settings=settings) as config:

@@ -4,78 +4,8 @@ and the release client, which needs no CONFIG: ``pypi-upload2 upload | session .
 from __future__ import annotations
 
 import argparse
-import configparser
-import os
-import sys
-from importlib import resources
 
-import alembic.command
-import alembic.config
-import sqlalchemy as sa
-from packaging.utils import canonicalize_name
-from pyramid.paster import get_appsettings, setup_logging
-
-from . import db
 from .client.commands import add_commands as add_client_commands
-from .models import Project, Role, User
-from .services.auth import new_token
-
-
-def alembic_config(engine) -> alembic.config.Config:
-    # The scripts ship inside the package, so this works from any working directory.
-    cfg = alembic.config.Config()
-    cfg.set_main_option("script_location", str(resources.files("pypi_upload2.migrations")))
-    cfg.attributes["engine"] = engine
-    return cfg
-
-
-def upgrade(engine) -> None:
-    alembic.command.upgrade(alembic_config(engine), "head")
-
-
-class Failure(Exception):
-    pass
-
-
-def _user(session, username: str) -> User:
-    user = session.scalar(sa.select(User).where(User.username == username))
-    if user is None:
-        raise Failure(f"no such user: {username!r}")
-    return user
-
-
-def _project(session, name: str) -> Project:
-    project = session.scalar(sa.select(Project).where(Project.normalized_name == canonicalize_name(name)))
-    if project is None or project.registered_at is None:
-        raise Failure(f"no such project: {name!r}")
-    return project
-
-
-def user_add(session, args) -> None:
-    user = session.scalar(sa.select(User).where(User.username == args.name))
-    if user is None:
-        user = User(username=args.name)
-        session.add(user)
-        print(f"created user {args.name}")
-    print(new_token(session, user))
-
-
-def project_grant(session, args) -> None:
-    user, project = _user(session, args.user), _project(session, args.project)
-    if session.scalar(sa.select(Role).where(Role.user_id == user.id, Role.project_id == project.id)):
-        print(f"{user.username} may already upload to {project.name}")
-        return
-    session.add(Role(user_id=user.id, project_id=project.id, role_name="Maintainer"))
-    print(f"{user.username} may now upload to {project.name}")
-
-
-def project_revoke(session, args) -> None:
-    user, project = _user(session, args.user), _project(session, args.project)
-    role = session.scalar(sa.select(Role).where(Role.user_id == user.id, Role.project_id == project.id))
-    if role is None:
-        raise Failure(f"{user.username} has no role on {project.name}")
-    session.delete(role)
-    print(f"{user.username} may no longer upload to {project.name}")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -83,60 +13,26 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-c", "--config", default="development.ini", help="PasteDeploy ini file")
     commands = p.add_subparsers(dest="command", required=True)
     dbp = commands.add_parser("db", help="database schema").add_subparsers(dest="action", required=True)
-    dbp.add_parser("upgrade", help="apply all migrations").set_defaults(run=None)
+    dbp.add_parser("upgrade", help="apply all migrations").set_defaults(admin="upgrade")
     users = commands.add_parser("user", help="users and API tokens").add_subparsers(dest="action", required=True)
     add = users.add_parser("add", help="create the user if absent; print a new API token last")
     add.add_argument("name")
-    add.set_defaults(run=user_add)
+    add.set_defaults(admin="user_add")
     projects = commands.add_parser("project", help="upload permissions").add_subparsers(dest="action",
                                                                                          required=True)
-    for name, func in (("grant", project_grant), ("revoke", project_revoke)):
+    for name in ("grant", "revoke"):
         sub = projects.add_parser(name, help=f"{name} upload permission on an existing project")
         sub.add_argument("user")
         sub.add_argument("project")
-        sub.set_defaults(run=func)
+        sub.set_defaults(admin=f"project_{name}")
     add_client_commands(commands)  # upload, session: they talk to an index over HTTP
     return p
-
-
-def load_settings(path: str) -> dict:
-    """The app's settings from the ini file, or a Failure that says what is wrong with it."""
-    if not os.path.isfile(path):
-        raise Failure(f"config file not found: {path}")
-    try:
-        setup_logging(path)
-        settings = get_appsettings(path)
-    except (LookupError, ImportError, ValueError, configparser.Error) as exc:
-        raise Failure(f"cannot load {path}: {exc}")
-    if not settings.get("sqlalchemy.url"):
-        raise Failure(f"{path} sets no sqlalchemy.url in its [app:main] section")
-    return settings
 
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     if getattr(args, "client", None):
         return args.client(args)
-    try:
-        settings = load_settings(args.config)
-    except Failure as exc:
-        print(f"pypi-upload2: {exc}", file=sys.stderr)
-        return 2
-    # Relative paths in the ini resolve against its folder, as they do for the app.
-    engine = db.make_engine(settings["sqlalchemy.url"], here=os.path.dirname(os.path.abspath(args.config)))
-    session = db.session_factory(engine)()
-    try:
-        if args.run is None:
-            upgrade(engine)
-            print("database is up to date")
-        else:
-            args.run(session, args)
-            session.commit()
-    except (Failure, sa.exc.DBAPIError) as exc:
-        reason = f"database error: {exc.orig}" if isinstance(exc, sa.exc.DBAPIError) else exc
-        print(f"pypi-upload2: {reason}", file=sys.stderr)
-        return 1
-    finally:
-        session.close()  # rolls back whatever a failure left
-        engine.dispose()
-    return 0
+    from . import admin  # the server's dependencies load only for server commands
+
+    return admin.run(args)

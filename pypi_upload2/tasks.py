@@ -10,7 +10,6 @@ that enqueued it commits (eager): the embedded default of ``make serve``.
 from __future__ import annotations
 
 import functools
-import logging
 import os
 
 import celery
@@ -22,8 +21,6 @@ from zope.interface import implementer
 
 from .interfaces import ITaskQueue
 from .services import expiry, files, publishing
-
-log = logging.getLogger(__name__)
 
 CONFIG_ENV = "UPLOAD2_CONFIG"
 QUEUE = "upload2"

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 import webtest
 
 from pypi_upload2 import db, main
-from pypi_upload2.cli import upgrade
+from pypi_upload2.admin import upgrade
 from pypi_upload2.models import User
 from pypi_upload2.services.auth import new_token
 

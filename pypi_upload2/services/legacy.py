@@ -167,10 +167,12 @@ def publish(request, user, upload: Upload) -> bool:
     db = request.db
     dist = _check_form(upload)
     release, _ = publishing.release_for(request, user, upload.fields["name"], upload.fields["version"])
-    _no_live_session(request, release)
-    publishing.check_new_files_window(request, release)
+    # An already published name answers first: the same bytes are a no-op (clients re-run
+    # uploads), other bytes are refused; neither publishes anything new.
     if (existing := _published(db, upload.filename)) is not None:
         return _exists(request, upload, existing)
+    _no_live_session(request, release)
+    publishing.check_new_files_window(request, release)
     if dist.packagetype == "sdist" and _has_sdist(db, release.id):
         raise BadRequest("Second sdist", "Only one sdist may be uploaded per release.", source="content")
     metadata = _inspect(request, upload)

@@ -221,8 +221,9 @@ def publish(request, session: PublishingSession) -> bool:
     conflict, 422 for a failed publish check) and changes nothing."""
     db = request.db
     states.publishing(session, "publish", dry_run=True)
-    check_new_files_window(request, session.release, source="session")
     files = live_files(session)
+    if files:  # publishing no file adds none: only ends the session
+        check_new_files_window(request, session.release, source="session")
     unfinished = [f for f in files if f.status != FileStatus.COMPLETED]
     if unfinished:
         raise Conflict(
@@ -332,10 +333,11 @@ def check(request, session_id: int) -> list[dict]:
     session = request.db.get(PublishingSession, session_id)
     if session is None:
         return []
+    files = live_files(session)
     # The files become public when the task concludes: the window may have closed since the request.
-    if (closed := new_files_window_closed(request, session.release)) is not None:
+    if files and (closed := new_files_window_closed(request, session.release)) is not None:
         return [{"source": "session", "message": closed}]
-    return checks.run(request, session, live_files(session))
+    return checks.run(request, session, files)
 
 
 def conclude(request, session_id: int, errors: list[dict]) -> None:

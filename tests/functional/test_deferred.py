@@ -22,7 +22,7 @@ from pypi_upload2.interfaces import ITaskQueue
 from pypi_upload2.models import FileUploadSession, PublishingSession, Release, ReleaseFile
 from pypi_upload2.states import FileStatus, PublishingStatus
 from tests.conftest import Uploader, assert_problem, build_sdist, build_wheel
-from tests.functional.test_resumable import patch, send_all, start, upload_resumable
+from tests.functional.test_resumable import send_all, start, upload_resumable
 
 VERIFYING = "verifying"
 

@@ -211,6 +211,22 @@ def test_a_release_with_a_live_session_takes_no_unstaged_file(alice, legacy_alic
     legacy_alice.upload(build_wheel(dist_dir, "foo", "0.9"))
 
 
+def test_a_published_file_resent_during_a_later_session_is_still_a_no_op(alice, legacy_alice, testapp, dbsession,
+                                                                         dist_dir, storage_dir):
+    wheel = build_wheel(dist_dir, "foo", "1.0")
+    legacy_alice.upload(wheel)
+    session = alice.create_session("foo", "1.0").json  # e.g. staging more wheels for 1.0
+    before = snapshot(dbsession, storage_dir)
+    # A re-run of the first upload publishes nothing new, so the live session does not block it.
+    assert legacy_alice.upload(wheel).text == "OK\n"
+    changed = dist_dir / "changed"
+    changed.mkdir()
+    other = build_wheel(changed, "foo", "1.0", module_source="VALUE = 2\n")
+    assert legacy_alice.upload(other, 400).status.startswith("400 File already exists")
+    assert snapshot(dbsession, storage_dir) == before
+    assert alice.get(session["links"]["session"]).json["status"] == "open"
+
+
 @pytest.mark.parametrize("end", ["publish", "cancel"])
 def test_once_the_session_has_ended_legacy_uploads_follow_the_filename_rules(alice, legacy_alice, testapp,
                                                                              dist_dir, end):
@@ -550,7 +566,11 @@ def test_a_session_opened_within_the_window_is_not_published_after_it(make_app, 
     status = uploader.get(session["links"]["session"]).json
     assert (status["status"], status["files"][late.name]["status"]) == ("open", "completed")
     assert list(listed(app, "foo")) == [wheel.name]
-    assert uploader.delete(session["links"]["session"]).json["status"] == "canceled"  # still editable
+    # Still editable: without the late file it publishes, adding nothing.
+    uploader.delete(status["files"][late.name]["link"], status=204)
+    uploader.publish(session, status=201 if mode == "sync" else 202)
+    assert uploader.get(session["links"]["session"]).json["status"] == "published"
+    assert list(listed(app, "foo")) == [wheel.name]
 
 
 def test_a_deferred_publish_the_window_closes_under_ends_in_error(make_app, make_user, dbsession, dist_dir):
