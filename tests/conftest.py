@@ -8,6 +8,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import secrets
 import socket
 import subprocess
@@ -28,6 +29,28 @@ from .artifacts import build_sdist, build_wheel  # noqa: F401  (re-exported for 
 
 CT = "application/vnd.pypi.upload.v2+json"
 META = {"api-version": "2.0"}
+
+
+RFC3339_Z = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+
+
+def stored(storage_dir) -> list:
+    """Every file in storage, for checking that nothing is left behind."""
+    return sorted(p for p in storage_dir.rglob("*") if p.is_file())
+
+
+def fetch(dbsession, model, **where):
+    # Fresh values, and no open transaction left behind (SQLite writers queue on it).
+    dbsession.expire_all()
+    obj = dbsession.scalar(sa.select(model).filter_by(**where))
+    dbsession.commit()
+    return obj
+
+
+def count(dbsession, model) -> int:
+    n = dbsession.scalar(sa.select(sa.func.count()).select_from(model))
+    dbsession.commit()
+    return n
 
 
 @pytest.fixture(scope="session")

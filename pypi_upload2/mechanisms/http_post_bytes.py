@@ -7,7 +7,7 @@ from pyramid.view import view_config
 
 from ..db import utcnow
 from ..interfaces import IFileStorage
-from ..problems import ContentTooLarge, UnsupportedMediaType
+from ..problems import ContentTooLarge, NotFound, UnsupportedMediaType
 from ..services.cleanup import purge_on_abort
 from ..services.streaming import TooLarge, copy_hashing
 from ..states import file_upload
@@ -27,6 +27,9 @@ def _ids(file_session) -> dict:
 @view_config(route_name="upload2.file.bytes", request_method="POST")
 def receive(request):
     file_session = file_session_context(request, edit=True)
+    if file_session.mechanism != IDENTIFIER:
+        # The file negotiated another mechanism: this URL is not its upload resource.
+        raise NotFound("No such upload", "This file is not uploaded with http-post-bytes.", source="url")
     file_upload(file_session, "transfer")
     content_type = (request.content_type or "application/octet-stream").lower()
     if content_type != "application/octet-stream":

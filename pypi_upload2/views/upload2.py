@@ -10,7 +10,7 @@ from pyramid.view import view_config
 
 from ..problems import Conflict, MethodNotAllowed
 from ..services import files, publishing
-from ..states import FileStatus
+from ..states import FileStatus, PublishingStatus
 from .context import (CONTENT_TYPE, authenticated_user, file_session_context, json_body,
                       publishing_session_context)
 from .errors import problem_response
@@ -92,7 +92,10 @@ def create_session(request):
 
 @view_config(route_name="upload2.session", request_method="GET")
 def session_status(request):
-    return respond(session_body(request, publishing_session_context(request)))
+    session = publishing_session_context(request)
+    # While a deferred publish runs, tell pollers when to look again.
+    polling = {"Retry_After": POLL_SECONDS} if session.status == PublishingStatus.PROCESSING else {}
+    return respond(session_body(request, session), **polling)
 
 
 @view_config(route_name="upload2.session", request_method="DELETE")

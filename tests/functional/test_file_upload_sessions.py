@@ -8,34 +8,18 @@ import datetime
 import hashlib
 import io
 import os
-import re
 
 import pytest
 import sqlalchemy as sa
 import webtest
 
 from pypi_upload2.models import FileUploadSession, PublishingSession
-from tests.conftest import CT, META, assert_problem, build_sdist, build_wheel
+from tests.conftest import CT, META, RFC3339_Z, assert_problem, build_sdist, build_wheel, count, fetch, stored
 
-RFC3339_Z = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 WHEEL = "foo-1.0-py3-none-any.whl"
 
 
-def stored(storage_dir) -> list:
-    return sorted(p for p in storage_dir.rglob("*") if p.is_file())
 
-
-def fetch(dbsession, model, **where):
-    dbsession.expire_all()
-    obj = dbsession.scalar(sa.select(model).filter_by(**where))
-    dbsession.commit()
-    return obj
-
-
-def count(dbsession, model) -> int:
-    n = dbsession.scalar(sa.select(sa.func.count()).select_from(model))
-    dbsession.commit()
-    return n
 
 
 def expiry(value: str) -> datetime.datetime:

@@ -11,21 +11,10 @@ import pytest
 import sqlalchemy as sa
 
 from pypi_upload2.models import FileUploadSession, Project, PublishingSession, Release, ReleaseFile, Role, User
-from tests.conftest import CT, META, assert_problem, build_sdist, build_wheel
-
-RFC3339_Z = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+from tests.conftest import CT, META, RFC3339_Z, assert_problem, build_sdist, build_wheel, fetch, stored
 
 
-def stored(storage_dir) -> list:
-    return sorted(p for p in storage_dir.rglob("*") if p.is_file())
 
-
-def fetch(dbsession, model, **where):
-    # Fresh values, and no open transaction left behind (SQLite writers queue on it).
-    dbsession.expire_all()
-    obj = dbsession.scalar(sa.select(model).filter_by(**where))
-    dbsession.commit()
-    return obj
 
 
 def force_status(dbsession, model, status, **where) -> None:
@@ -244,9 +233,11 @@ def test_a_processing_session_refuses_cancel_and_every_change(alice, dist_dir, d
     assert_problem(alice.start_file(session, build_sdist(dist_dir, "foo", "1.0"), status=409), 409)
     assert_problem(alice.delete(done["links"]["file-upload-session"], status=409), 409)
     assert_problem(alice.publish(session, status=409), 409, "status")
-    status = alice.get(session["links"]["session"]).json
-    assert status["status"] == "processing"
-    assert list(status["files"].values())[0]["status"] == "completed"
+    response = alice.get(session["links"]["session"])
+    assert response.json["status"] == "processing"
+    assert list(response.json["files"].values())[0]["status"] == "completed"
+    assert int(response.headers["Retry-After"]) >= 1  # pollers are told when to look again
+    assert "Retry-After" not in alice.get(alice.create_session("bar", "1.0").json["links"]["session"]).headers
 
 
 # --- publish --------------------------------------------------------------------------------

@@ -100,6 +100,19 @@ def test_advertised_and_the_upload_resource_exists_with_the_file_upload_session(
     assert response.body == b""
 
 
+def test_each_file_is_uploaded_only_through_its_negotiated_mechanism(alice, session, wheel, dist_dir):
+    resumable = start(alice, session, wheel)
+    base = resumable["links"]["file-upload-session"]
+    assert resumable["mechanism"]["file_url"] == base + "resumable"
+    alice.app.post(base + "bytes", wheel.read_bytes(), status=404,
+                   headers={**alice.headers, "Content-Type": "application/octet-stream"})
+    other = alice.start_file(session, build_wheel(dist_dir, "foo", "1.0", tag="py2.py3-none-any")).json
+    assert other["mechanism"]["file_url"] == other["links"]["file-upload-session"] + "bytes"
+    alice.app.request(other["links"]["file-upload-session"] + "resumable", method="HEAD", headers=alice.headers,
+                      status=404)
+    assert head(alice, resumable).headers["Upload-Offset"] == "0"  # nothing arrived through the wrong door
+
+
 def test_options_advertises_partial_upload_appends(alice, session, wheel):
     upload = start(alice, session, wheel)
     response = alice.app.options(upload["mechanism"]["file_url"], headers=alice.headers, status=204)
