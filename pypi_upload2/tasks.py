@@ -20,7 +20,7 @@ import transaction
 from zope.interface import implementer
 
 from .interfaces import ITaskQueue
-from .services import expiry, files, publishing
+from .services import expiry, files, publication
 
 CONFIG_ENV = "UPLOAD2_CONFIG"
 QUEUE = "upload2"
@@ -84,12 +84,12 @@ def publish_session(request, session_id: int) -> None:
     """A deferred publish: reserve the filenames (committed, so other uploads of them get
     409 meanwhile), run the publish checks, then publish or release and report."""
     with request.tm:
-        if not publishing.reserve(request, session_id):
+        if not publication.reserve(request, session_id):
             return
     with request.tm:
-        errors = publishing.check(request, session_id)
+        errors = publication.check(request, session_id)
     with request.tm:
-        publishing.conclude(request, session_id, errors)
+        publication.conclude(request, session_id, errors)
 
 
 def resend_processing(request) -> None:

@@ -20,7 +20,8 @@ from ..problems import BadRequest, Conflict, ContentTooLarge, Problem, Unprocess
 from ..states import FileStatus
 from .cleanup import purge_after_commit
 from .distributions import CoreMetadata, DistributionError, inspect_distribution, parse_filename
-from .publishing import check_new_files_window, extension, live_files
+from .publication import check_new_files_window
+from .publishing import extension, live_files
 from .streaming import TooLarge, copy_hashing
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ from ..interfaces import IAuthorization, IFileStorage
 from ..mechanisms.http_post_bytes import IDENTIFIER as HTTP_POST_BYTES
 from ..models import Project, PublishingSession, ReleaseFile
 from ..problems import BadRequest, Conflict, ContentTooLarge, Forbidden, UnprocessableContent
-from . import checks, files, formdata, publishing
+from . import checks, files, formdata, publication, publishing
 from .cleanup import purge_after_commit, purge_on_abort
 from .distributions import Distribution, DistributionError, parse_filename
 
@@ -172,7 +172,7 @@ def publish(request, user, upload: Upload) -> bool:
     if (existing := _published(db, upload.filename)) is not None:
         return _exists(request, upload, existing)
     _no_live_session(request, release)
-    publishing.check_new_files_window(request, release)
+    publication.check_new_files_window(request, release)
     if dist.packagetype == "sdist" and _has_sdist(db, release.id):
         raise BadRequest("Second sdist", "Only one sdist may be uploaded per release.", source="content")
     metadata = _inspect(request, upload)

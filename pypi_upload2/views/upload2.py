@@ -9,7 +9,7 @@ from pyramid.response import Response
 from pyramid.view import view_config
 
 from ..problems import Conflict, MethodNotAllowed
-from ..services import files, publishing
+from ..services import files, publication, publishing
 from ..states import FileStatus, PublishingStatus
 from .context import (CONTENT_TYPE, authenticated_user, file_session_context, json_body,
                       publishing_session_context)
@@ -109,7 +109,7 @@ def cancel_session(request):
 def publish_session(request):
     session = publishing_session_context(request, edit=True)
     json_body(request)
-    deferred = publishing.publish(request, session)
+    deferred = publication.publish(request, session)
     location = request.route_url("upload2.session", token=session.token)
     if deferred:
         # A task settles it (published or error); the client polls the session's status.
