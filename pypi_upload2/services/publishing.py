@@ -23,9 +23,6 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def find(db, token: str) -> PublishingSession | None:
-    return db.scalar(sa.select(PublishingSession).where(PublishingSession.token_digest == token_digest(token)))
-
 
 def live_files(session: PublishingSession) -> list[FileUploadSession]:
     return [f for f in session.files if f.status != FileStatus.CANCELED]

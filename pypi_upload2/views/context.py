@@ -11,7 +11,7 @@ from ..interfaces import IAuthentication
 from ..models import FileUploadSession, PublishingSession
 from ..problems import BadRequest, ContentTooLarge, NotFound, Unauthorized, UnsupportedMediaType
 from ..services.publishing import authorize, token_digest
-from ..states import FileStatus, PublishingStatus
+from ..states import PublishingStatus
 
 CONTENT_TYPE = "application/vnd.pypi.upload.v2+json"
 # The API's JSON requests are a few hundred bytes; anything near this is not one.
@@ -97,7 +97,3 @@ def live_stage(request) -> PublishingSession:
     if session is None or session.status in (PublishingStatus.CANCELED, PublishingStatus.PUBLISHED):
         raise NotFound("No such stage", "There is no staged release at this URL.", source="url")
     return session
-
-
-def completed(file_session: FileUploadSession) -> bool:
-    return file_session.status == FileStatus.COMPLETED

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 import json
 
 from pyramid.response import Response
@@ -20,8 +19,8 @@ POLL_SECONDS = 1
 
 
 def rfc3339(moment) -> str:
-    # A driver may hand back another zone (PostgreSQL's TimeZone); the PEP wants UTC "Z".
-    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # UTCDateTime hands back UTC whatever the connection's zone; the PEP wants "Z", whole seconds.
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def respond(body: dict, status: int = 200, **headers) -> Response:
