@@ -50,8 +50,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--server", choices=["waitress", "gunicorn"], default="waitress",
                    help="waitress is `make serve`'s (default); gunicorn streams bodies to the app")
     p.add_argument("--workers", type=int, default=2, help="gunicorn workers (default: 2)")
-    p.add_argument("--worker-class", choices=["sync", "gthread"], default="sync",
-                   help="gunicorn worker class; gthread keeps connections alive (default: sync)")
+    p.add_argument("--worker-class", choices=["sync", "gthread"], default="gthread",
+                   help="gunicorn worker class (default: gthread, as docs/deployment.md runs it)")
     p.add_argument("--database-url", help="a PostgreSQL server URL (default: a fresh SQLite file)")
     p.add_argument("--broker-url", help="a Redis URL: verification runs in a Celery worker (default: eager, "
                                         "in the web process); the Redis database is flushed")
@@ -102,9 +102,13 @@ def celery_worker(ini: pathlib.Path, workdir: pathlib.Path, broker_url: str | No
         proc.wait()
 
 
-def chunks(path: pathlib.Path, size: int):
+def chunks(path: pathlib.Path, size: int, start: int = 0, end: int | None = None):
+    """The bytes of ``path`` from ``start`` to ``end`` in pieces of ``size``, read as they are sent."""
     with open(path, "rb") as fh:
-        while chunk := fh.read(size):
+        fh.seek(start)
+        remaining = (end if end is not None else path.stat().st_size) - start
+        while remaining > 0 and (chunk := fh.read(min(size, remaining))):
+            remaining -= len(chunk)
             yield chunk
 
 
@@ -130,13 +134,15 @@ def resumable(client, session, wheel, digest, chunk: int) -> tuple[float, float]
     upload = new_file(client, session, wheel, digest, RESUMABLE)
     size, offset = wheel.stat().st_size, 0
     start = time.perf_counter()
-    for part in chunks(wheel, chunk):
-        response = client.patch(upload["mechanism"]["file_url"], content=part, headers={
+    while offset < size:
+        # Each append streams its range from the file, as the release client does.
+        end = min(size, offset + chunk)
+        response = client.patch(upload["mechanism"]["file_url"], content=chunks(wheel, MiB, offset, end), headers={
             "Content-Type": "application/partial-upload", "Upload-Offset": str(offset),
-            "Upload-Complete": "?1" if offset + len(part) == size else "?0"})
+            "Content-Length": str(end - offset), "Upload-Complete": "?1" if end == size else "?0"})
         if response.status_code != 204:
             raise RuntimeError(f"PATCH at {offset}: {response.status_code}: {response.text[:500]}")
-        offset += len(part)
+        offset = end
     transferred = time.perf_counter()
     common.call(client, upload["links"]["complete"], None, 202)
     while (status := client.get(upload["links"]["file-upload-session"]).json()["status"]) == "processing":

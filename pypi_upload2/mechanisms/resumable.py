@@ -25,6 +25,7 @@ from ..models import FileUploadSession
 from ..problems import BadRequest, Conflict, ContentTooLarge, MethodNotAllowed, NotFound, UnsupportedMediaType
 from ..services import files
 from ..services.cleanup import purge_after_commit
+from ..services.digests import ResumableDigests
 from ..services.streaming import CHUNK
 from ..states import FileStatus, PublishingStatus
 from ..views.context import file_session_context, publishing_session_context
@@ -181,11 +182,14 @@ def append(request):
                                      f"carry the remaining {remaining} bytes.", source="Content-Length")
     path = request.find_service(IFileStorage).path(upload.blob_key)
     body = _Body(request)
-    written, overflow = _write(path, current, body, min(remaining, settings.max_append_size))
+    # Hashed as written, so that verification reads nothing back (services/digests.py).
+    digests = ResumableDigests.start(upload.hashes) if current == 0 else ResumableDigests.resume(upload.digest_state)
+    written, overflow = _write(path, current, body, min(remaining, settings.max_append_size), digests)
     if overflow:
         return _overflow(request, upload, remaining)
     # What arrived is kept even when the client went away mid-append: it resumes from here.
     upload.received_size = current + written
+    upload.digest_state = digests.state() if digests else None
     response = Response(status=204, content_type=None)
     if complete and not body.interrupted:
         if upload.received_size != upload.size:
@@ -238,11 +242,13 @@ class _Body:
         return chunk
 
 
-def _write(path: str, offset: int, body: _Body, limit: int) -> tuple[int, bool]:
+def _write(path: str, offset: int, body: _Body, limit: int, digests: ResumableDigests | None) -> tuple[int, bool]:
     """Write ``body`` into the file at ``path`` from ``offset``, one chunk in memory at a
-    time; return (bytes written, whether more than ``limit`` bytes came: none past it are)."""
+    time, feeding ``digests`` what is written; return (bytes written, whether more than
+    ``limit`` bytes came: none past it are)."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     written, overflow = 0, False
+    hashers = list(digests.hashers.values()) if digests else []
     with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT, 0o644), "wb") as fh:
         # Bytes past the offset were never acknowledged (their append did not commit).
         fh.truncate(offset)
@@ -252,11 +258,25 @@ def _write(path: str, offset: int, body: _Body, limit: int) -> tuple[int, bool]:
                 overflow = True
                 break
             fh.write(chunk)
+            # In this thread: rehashes holds the GIL, so a second one would only take turns
+            # with this one, while the kernel goes on receiving into the socket buffer now.
+            for hasher in hashers:
+                hasher.update(chunk)
+            _start_writeback(fh, offset + written, len(chunk))
             written += len(chunk)
         # The offset is acknowledged only once the bytes are on disk.
         fh.flush()
         os.fsync(fh.fileno())
     return written, overflow
+
+
+def _start_writeback(fh, start: int, length: int) -> None:
+    """Have the kernel start writing ``length`` bytes at ``start`` out now (Linux does on
+    DONTNEED), so the fsync that must precede the offset's commit waits for the last chunk,
+    not the whole append (benchmarks/resumable.py: 0.4 ms instead of 3.2 ms per 8 MiB append)."""
+    if hasattr(os, "posix_fadvise"):
+        fh.flush()
+        os.posix_fadvise(fh.fileno(), start, length, os.POSIX_FADV_DONTNEED)
 
 
 @view_config(route_name=ROUTE, request_method="DELETE")

@@ -79,6 +79,8 @@ class FileUploadSession(Base):
     received_size: Mapped[int | None] = mapped_column(sa.BigInteger)
     received_hashes: Mapped[dict | None] = mapped_column(sa.JSON)
     received_at: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime)
+    # Resumable appends: the hashing state of the first received_size bytes (services/digests.py).
+    digest_state: Mapped[dict | None] = mapped_column(sa.JSON)
     # Filled in when the file is completed and its core metadata extracted.
     requires_python: Mapped[str | None] = mapped_column(sa.Text)
     metadata_sha256: Mapped[str | None] = mapped_column(sa.String(64))

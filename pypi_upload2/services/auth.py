@@ -10,6 +10,7 @@ import re
 import secrets
 
 import sqlalchemy as sa
+from sqlalchemy import orm
 from zope.interface import implementer
 
 from ..interfaces import IAuthentication, IAuthorization
@@ -60,7 +61,7 @@ class TokenAuthentication:
         # ASCII digits that fit the id column ("²".isdigit() is true; huge ids overflow SQLite).
         if not re.fullmatch(r"[0-9]{1,9}", token_id) or not secret:
             return None
-        token = self.db.get(ApiToken, int(token_id))
+        token = self.db.get(ApiToken, int(token_id), options=[orm.joinedload(ApiToken.user)])
         # Constant-time comparison of digests, so timing tells nothing about the secret.
         if token is None or not hmac.compare_digest(token.digest, _digest(secret)):
             return None

@@ -19,6 +19,7 @@ from ..models import FileUploadSession, PublishingSession, ReleaseFile
 from ..problems import BadRequest, Conflict, ContentTooLarge, Problem, UnprocessableContent
 from ..states import FileStatus
 from .cleanup import purge_after_commit
+from .digests import ResumableDigests
 from .distributions import CoreMetadata, DistributionError, inspect_distribution, parse_filename
 from .publication import check_new_files_window
 from .publishing import extension, live_files
@@ -191,8 +192,8 @@ def complete(request, file_session: FileUploadSession) -> Problem | None:
     return BadRequest("File verification failed", failure, source=file_session.filename)
 
 
-# -- deferred completion: bytes a mechanism stored without hashing (resumable appends) are
-# hashed and checked by a task while the file is processing ---------------------------------
+# -- deferred completion: a mechanism that stored its bytes over several requests (resumable
+# appends) has them hashed and checked by a task while the file is processing ----------------
 
 def _defer(request, file_session: FileUploadSession) -> None:
     states.file_upload(file_session, "defer")
@@ -202,10 +203,18 @@ def _defer(request, file_session: FileUploadSession) -> None:
 
 
 def hash_stored(request, file_session: FileUploadSession) -> str | None:
-    """Hash the stored bytes as a mechanism hashing while receiving would have; why not, or None."""
+    """The stored bytes' digests, as a mechanism hashing while receiving would have given
+    them; why there are none, or None."""
     storage = request.find_service(IFileStorage)
-    if storage.size(file_session.blob_key) is None:
+    stored = storage.size(file_session.blob_key)
+    if stored is None:
         return "No bytes were uploaded for this file."
+    resumed = ResumableDigests.resume(file_session.digest_state)
+    file_session.digest_state = None
+    if resumed is not None and stored == file_session.received_size:
+        # The appends hashed every byte as they wrote it.
+        file_session.received_hashes = resumed.hexdigests()
+        return None
     try:
         with storage.open(file_session.blob_key) as source, open(os.devnull, "wb") as sink:
             size, digests = copy_hashing(source, sink, file_session.hashes, file_session.size)

@@ -6,6 +6,7 @@ import json
 import re
 
 import sqlalchemy as sa
+from sqlalchemy import orm
 
 from ..interfaces import IAuthentication
 from ..models import FileUploadSession, PublishingSession
@@ -61,10 +62,11 @@ def json_body(request) -> dict:
 def publishing_session_context(request, *, edit: bool = False) -> PublishingSession:
     """The addressed session; ``edit`` locks its row for the rest of the transaction."""
     user = authenticated_user(request)
-    query = sa.select(PublishingSession).where(
+    # The project comes in the same query: authorization needs it on every request.
+    query = sa.select(PublishingSession).options(orm.joinedload(PublishingSession.project)).where(
         PublishingSession.token_digest == token_digest(request.matchdict["token"]))
     if edit:
-        query = query.with_for_update()
+        query = query.with_for_update(of=PublishingSession)
     session = request.db.scalar(query)
     if session is None:
         raise NotFound("No such session", "There is no publishing session at this URL.", source="url")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import hashlib
 import json
 import logging
 import os
@@ -19,12 +20,17 @@ from pyramid.response import Response
 
 from pypi_upload2 import main
 from pypi_upload2.interfaces import ITaskQueue
+from pypi_upload2.services import digests, files
+from pypi_upload2.services.digests import ResumableDigests
+from pypi_upload2.services.streaming import copy_hashing as real_copy_hashing
 from pypi_upload2.models import FileUploadSession, PublishingSession, Release, ReleaseFile
 from pypi_upload2.states import FileStatus, PublishingStatus
+from tests.artifacts import sha256_file
 from tests.conftest import Uploader, assert_problem, build_sdist, build_wheel
-from tests.functional.test_resumable import send_all, start, upload_resumable
+from tests.functional.test_resumable import interrupted_patch, patch, send_all, start, upload_resumable
 
 VERIFYING = "verifying"
+needs_rehashes = pytest.mark.skipif(digests.rehashes is None, reason="rehashes is not installed (Linux only)")
 
 
 def run_task(app, name: str, *args) -> None:
@@ -174,6 +180,72 @@ def test_a_wrong_hash_ends_in_error_with_a_notice_and_no_bytes(alice, wheel, sto
     assert not [p for p in storage_dir.rglob("*") if p.is_file()]
     # From error the only way on is to delete the file.
     alice.delete(completed["links"]["file-upload-session"], status=204)
+
+
+def digest_state(dbsession, upload: dict) -> tuple[int, str | None]:
+    """The offset and the sha256 its stored digest state resumes to."""
+    row = fetch(dbsession, sa.select(FileUploadSession).where(FileUploadSession.id == file_id(upload)))[0]
+    resumed = ResumableDigests.resume(row.digest_state)
+    return row.received_size, resumed.hexdigests()["sha256"] if resumed else None
+
+
+@needs_rehashes
+def test_each_append_stores_the_digest_state_of_exactly_the_bytes_received(alice, wheel, dbsession):
+    data = wheel.read_bytes()
+    session = alice.create_session("foo", "1.0").json
+    upload = start(alice, session, wheel)
+    patch(alice, upload, data[:5000], 0, False)
+    assert digest_state(dbsession, upload) == (5000, hashlib.sha256(data[:5000]).hexdigest())
+    # A refused append (wrong offset) and an interrupted one change the state as they change the offset.
+    patch(alice, upload, data[:100], 100, False, status=409)
+    assert digest_state(dbsession, upload) == (5000, hashlib.sha256(data[:5000]).hexdigest())
+    assert interrupted_patch(alice, upload, data[5000:9000], len(data) - 5000, 5000).status_int == 204
+    assert digest_state(dbsession, upload) == (9000, hashlib.sha256(data[:9000]).hexdigest())
+    patch(alice, upload, data[9000:], 9000, True)
+    assert digest_state(dbsession, upload) == (len(data), hashlib.sha256(data).hexdigest())
+    alice.post(upload["links"]["complete"], status=202)
+    assert alice.get(upload["links"]["file-upload-session"]).json["status"] == "completed"
+    assert fetch(dbsession, sa.select(FileUploadSession.digest_state)) == [None]  # done with
+
+
+@needs_rehashes
+def test_verification_takes_the_appends_digests_and_reads_nothing_back(alice, wheel, monkeypatch):
+    def no_rehash(*args):
+        raise AssertionError("the assembled file was hashed again")
+
+    monkeypatch.setattr(files, "copy_hashing", no_rehash)
+    data = wheel.read_bytes()
+    session = alice.create_session("foo", "1.0").json
+    completed = upload_resumable(alice, session, wheel, hashes={"sha256": sha256_file(wheel),
+                                                                 "sha512": hashlib.sha512(data).hexdigest()})
+    assert alice.get(completed["links"]["file-upload-session"]).json["status"] == "completed"
+    other = wheel.rename(wheel.with_name("foo-1.0-py2-none-any.whl"))
+    wrong = upload_resumable(alice, session, other, hashes={"sha256": sha256_file(other), "md5": "0" * 32})
+    status = alice.get(wrong["links"]["file-upload-session"]).json
+    assert status["status"] == "error"
+    assert "md5 mismatch" in status["notices"][0]
+
+
+@pytest.mark.parametrize("case", ["algorithm", "unreadable", "no rehashes"])
+def test_without_usable_digests_the_task_hashes_the_assembled_file(case, alice, wheel, dbsession, monkeypatch, caplog):
+    data = wheel.read_bytes()
+    hashes = {"sha256": hashlib.sha256(data).hexdigest()}
+    if case == "algorithm":  # rehashes cannot resume blake2b: every digest comes from the task
+        hashes["blake2b"] = hashlib.blake2b(data).hexdigest()
+    if case == "no rehashes":
+        monkeypatch.setattr(digests, "rehashes", None)
+    session = alice.create_session("foo", "1.0").json
+    upload = start(alice, session, wheel, hashes=hashes)
+    send_all(alice, upload, data, 6000)
+    if case == "unreadable":  # e.g. written by another version of the hashing library
+        update(dbsession, FileUploadSession, {"digest_state": {"sha256": "AAAA"}}, id=file_id(upload))
+    else:
+        assert digest_state(dbsession, upload) == (len(data), None)
+    rehashed = []
+    monkeypatch.setattr(files, "copy_hashing", lambda *args: rehashed.append(args[3]) or real_copy_hashing(*args))
+    alice.post(upload["links"]["complete"], status=202)
+    assert alice.get(upload["links"]["file-upload-session"]).json["status"] == "completed"
+    assert rehashed == [len(data)]
 
 
 def test_a_file_that_is_no_distribution_ends_in_error(alice, dist_dir):
