@@ -258,8 +258,7 @@ def _write(path: str, offset: int, body: _Body, limit: int, digests: ResumableDi
                 overflow = True
                 break
             fh.write(chunk)
-            # In this thread: rehashes holds the GIL, so a second one would only take turns
-            # with this one, while the kernel goes on receiving into the socket buffer now.
+            # Hashed here, not on a second thread: rehashes holds the GIL while it hashes.
             for hasher in hashers:
                 hasher.update(chunk)
             _start_writeback(fh, offset + written, len(chunk))

@@ -10,7 +10,6 @@ rehashes (it has wheels for Linux only), is hashed in full by the verification t
 from __future__ import annotations
 
 import base64
-import binascii
 from collections.abc import Iterable
 
 try:
@@ -41,7 +40,7 @@ class ResumableDigests:
         try:
             return cls({name: getattr(rehashes, _CLASSES[name]).deserialize(base64.b64decode(value, validate=True))
                         for name, value in state.items()})
-        except (KeyError, ValueError, TypeError, binascii.Error):
+        except (KeyError, ValueError, TypeError):  # binascii.Error is a ValueError
             return None
 
     def state(self) -> dict[str, str]:
