@@ -8,7 +8,8 @@ For each size it builds a real wheel, starts a fresh server on a fresh database 
 --broker-url, a Celery worker), then per run uploads the wheel once with http-post-bytes
 (POST the bytes, complete: 201) and once with vnd-upload2-resumable-v1 (PATCH chunk after
 chunk, complete: 202, poll until the task completed it). Both figures count from the first
-byte sent to the file being completed, verification included. Targets (docs/resumable.md):
+byte sent to the file being completed, verification included; before each, the page
+allocator is primed as in benchmarks/upload.py (--cold skips it). Targets (docs/resumable.md):
 resumable at least 0.6 of http-post-bytes, and the server's peak RSS flat with file size.
 """
 
@@ -55,6 +56,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--database-url", help="a PostgreSQL server URL (default: a fresh SQLite file)")
     p.add_argument("--broker-url", help="a Redis URL: verification runs in a Celery worker (default: eager, "
                                         "in the web process); the Redis database is flushed")
+    p.add_argument("--cold", action="store_true",
+                   help="do not prime the page allocator before each timed upload (see upload.prime())")
     p.add_argument("--tmpdir", help="where wheels, databases and stored files go (default: the system's)")
     p.add_argument("--output", type=pathlib.Path, help="JSON result file (default: benchmarks/results/...)")
     args = p.parse_args(argv)
@@ -176,6 +179,8 @@ def measure(size_mib: int, wheel: pathlib.Path, args, workdir: pathlib.Path) -> 
                                           201).json()
                     post_s, resumable_s, verify_s = [], [], []
                     for n, path in enumerate(common.variants(wheel, 2 * args.runs)):
+                        if not args.cold:  # the same start for both: freshly freed pages (upload.prime())
+                            common.prime(tmp, 2 * size)
                         if n % 2 == 0:
                             post_s.append(post_bytes(client, session, path, digest))
                         else:
@@ -229,7 +234,7 @@ def main(argv=None) -> int:
     output.write_text(json.dumps({
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": " ".join([os.path.relpath(sys.executable, common.ROOT), *sys.argv]),
-        "machine": common.machine(), "mode": mode, "chunk_mib": args.chunk,
+        "machine": common.machine(), "mode": mode, "chunk_mib": args.chunk, "primed": not args.cold,
         "targets": {"ratio": RATIO, "rss_growth_mib": RSS_GROWTH_MIB},
         "results": results, "verdict": verdict}, indent=2) + "\n")
     console.print(f"results: {os.path.relpath(output)}")

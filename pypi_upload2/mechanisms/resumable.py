@@ -28,7 +28,7 @@ from ..services.cleanup import purge_after_commit
 from ..services.digests import ResumableDigests
 from ..services.streaming import CHUNK
 from ..states import FileStatus, PublishingStatus
-from ..views.context import file_session_context, publishing_session_context
+from ..views.context import file_session_context, publishing_session_context, with_session
 from ..views.errors import problem_response
 
 IDENTIFIER = "vnd-upload2-resumable-v1"
@@ -106,6 +106,7 @@ def _upload(request, *, lock: str | None = None) -> FileUploadSession:
     if (upload is None or session.status == PublishingStatus.CANCELED
             or upload.status in (FileStatus.ERROR, FileStatus.CANCELED)):
         raise NotFound("No such upload", "There is no resumable upload at this URL.", source="url")
+    with_session(upload, session)
     return upload
 
 

@@ -89,7 +89,14 @@ def file_session_context(request, *, edit: bool = False, lock_session: bool = Fa
     # A canceled session's files are purged: their URLs are gone with them.
     if file_session is None or session.status == PublishingStatus.CANCELED:
         raise NotFound("No such file", "There is no file upload session at this URL.", source="url")
+    with_session(file_session, session)
     return file_session
+
+
+def with_session(file_session: FileUploadSession, session: PublishingSession) -> None:
+    """Hand the file the session just authorized: the ORM keeps loaded objects only while
+    something refers to them, and would otherwise load the session a second time."""
+    orm.attributes.set_committed_value(file_session, "publishing_session", session)
 
 
 def live_stage(request) -> PublishingSession:

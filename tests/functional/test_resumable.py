@@ -296,6 +296,25 @@ def test_every_append_is_authorized(alice, bob, session, wheel, dbsession, testa
     assert head(bob, upload).headers["Upload-Offset"] == "2000"
 
 
+def test_an_append_loads_the_publishing_session_once(alice, session, wheel, wsgi_app):
+    # Appends are the mechanism's hot path: authorizing one must not load the session twice.
+    statements = []
+    engine = wsgi_app.registry["upload2.engine"]
+
+    def record(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    upload = start(alice, session, wheel)
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        patch(alice, upload, wheel.read_bytes()[:1000], 0, False)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+    selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    assert len([s for s in selects if "FROM publishing_sessions" in s]) == 1
+    assert any("FROM file_upload_sessions" in s for s in selects)
+
+
 def test_delete_on_the_upload_resource_cancels_the_file(alice, session, wheel, dbsession, storage_dir):
     upload = start(alice, session, wheel)
     patch(alice, upload, wheel.read_bytes()[:1000], 0, False)
