@@ -28,7 +28,7 @@ from ..services.cleanup import purge_after_commit
 from ..services.digests import ResumableDigests
 from ..services.streaming import CHUNK
 from ..states import FileStatus, PublishingStatus
-from ..views.context import file_session_context, publishing_session_context, with_session
+from ..views.context import addressed_file, file_session_context, publishing_session_context, with_session
 from ..views.errors import problem_response
 
 IDENTIFIER = "vnd-upload2-resumable-v1"
@@ -86,11 +86,8 @@ def _upload(request, *, lock: str | None = None) -> FileUploadSession:
     (two appends never interleave); ``lock="read"`` waits for an append in flight, so an
     offset is never outdated."""
     session = publishing_session_context(request)
-    file_id = request.matchdict["file_id"]
-    # Ids are database integers: anything else (or longer) names no upload.
-    query = sa.select(FileUploadSession).where(
-        FileUploadSession.id == int(file_id) if re.fullmatch(r"[0-9]{1,18}", file_id) else sa.false(),
-        FileUploadSession.publishing_session_id == session.id, FileUploadSession.mechanism == IDENTIFIER)
+    query = sa.select(FileUploadSession).where(addressed_file(request, session),
+                                               FileUploadSession.mechanism == IDENTIFIER)
     if lock == "append":
         query = query.with_for_update(nowait=True)
     elif lock == "read":

@@ -74,15 +74,19 @@ def publishing_session_context(request, *, edit: bool = False) -> PublishingSess
     return session
 
 
+def addressed_file(request, session: PublishingSession):
+    """The condition on file upload sessions that the URL's ``file_id`` names, in ``session``.
+    Only what fits the id column: a longer number would fail in the driver, not match."""
+    file_id = request.matchdict["file_id"]
+    return sa.and_(FileUploadSession.id == int(file_id) if re.fullmatch(r"[0-9]{1,9}", file_id) else sa.false(),
+                   FileUploadSession.publishing_session_id == session.id)
+
+
 def file_session_context(request, *, edit: bool = False, lock_session: bool = False) -> FileUploadSession:
     """The addressed file; ``edit`` locks its row (after the session's, with ``lock_session``,
     the order every writer follows, so two writers never wait on each other in a cycle)."""
     session = publishing_session_context(request, edit=lock_session)
-    file_id = request.matchdict["file_id"]
-    # Only what fits the id column: a longer number would fail in the driver, not match.
-    query = sa.select(FileUploadSession).where(
-        FileUploadSession.id == int(file_id) if re.fullmatch(r"[0-9]{1,9}", file_id) else sa.false(),
-        FileUploadSession.publishing_session_id == session.id)
+    query = sa.select(FileUploadSession).where(addressed_file(request, session))
     if edit:
         query = query.with_for_update()
     file_session = request.db.scalar(query)

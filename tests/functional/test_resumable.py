@@ -100,6 +100,17 @@ def test_advertised_and_the_upload_resource_exists_with_the_file_upload_session(
     assert response.body == b""
 
 
+def test_an_upload_url_naming_no_file_is_404(alice, session, wheel):
+    files = start(alice, session, wheel)["links"]["file-upload-session"].rstrip("/").rsplit("/", 1)[0]
+    # Too long for the id column too: such an id names no file, it does not fail the query.
+    for file_id in ("999999", "abc", "-1", "99999999999", "99999999999999999999999999"):
+        url = f"{files}/{file_id}/resumable"
+        alice.app.request(url, method="HEAD", headers=alice.headers, status=404)
+        response = alice.app.patch(url, b"x", headers={**alice.headers, "Upload-Offset": "0", "Upload-Complete": "?0"},
+                                   content_type=PARTIAL, status=404)
+        assert_problem(response, 404, "url")
+
+
 def test_each_file_is_uploaded_only_through_its_negotiated_mechanism(alice, session, wheel, dist_dir):
     resumable = start(alice, session, wheel)
     base = resumable["links"]["file-upload-session"]
