@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 
 import sqlalchemy as sa
 import zope.sqlalchemy
@@ -44,6 +45,18 @@ class UTCDateTime(sa.types.TypeDecorator):
             return value.replace(tzinfo=datetime.UTC)
         # PostgreSQL answers in the connection's time zone, which need not be UTC.
         return value.astimezone(datetime.UTC)
+
+
+# Ids are INTEGER columns: 32 bits on PostgreSQL.
+MAX_ID = 2**31 - 1
+
+
+def parse_id(text: str) -> int | None:
+    """The id a URL or a token names, or None when ``text`` cannot be one: ASCII digits
+    that fit the id columns (a larger number would fail in the driver, not match)."""
+    if not re.fullmatch(r"[0-9]{1,10}", text) or int(text) > MAX_ID:
+        return None
+    return int(text)
 
 
 def utcnow() -> datetime.datetime:

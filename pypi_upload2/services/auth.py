@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
-import re
 import secrets
 
 import sqlalchemy as sa
 from sqlalchemy import orm
 from zope.interface import implementer
 
+from ..db import parse_id
 from ..interfaces import IAuthentication, IAuthorization
 from ..models import ApiToken, Role, User
 
@@ -39,7 +38,7 @@ def basic_credentials(request) -> tuple[str, str] | None:
         return None
     try:
         username, sep, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # not base64 (binascii.Error), not ASCII, not UTF-8 (UnicodeDecodeError)
         return None
     return (username, password) if sep else None
 
@@ -57,11 +56,11 @@ class TokenAuthentication:
         credentials = basic_credentials(request)
         if credentials is None or credentials[0] != "__token__":
             return None
-        token_id, _, secret = credentials[1].removeprefix(TOKEN_PREFIX).partition("-")
-        # ASCII digits that fit the id column ("²".isdigit() is true; huge ids overflow SQLite).
-        if not re.fullmatch(r"[0-9]{1,9}", token_id) or not secret:
+        token_text, _, secret = credentials[1].removeprefix(TOKEN_PREFIX).partition("-")
+        token_id = parse_id(token_text)
+        if token_id is None or not secret:
             return None
-        token = self.db.get(ApiToken, int(token_id), options=[orm.joinedload(ApiToken.user)])
+        token = self.db.get(ApiToken, token_id, options=[orm.joinedload(ApiToken.user)])
         # Constant-time comparison of digests, so timing tells nothing about the secret.
         if token is None or not hmac.compare_digest(token.digest, _digest(secret)):
             return None

@@ -78,7 +78,11 @@ def parse_filename(filename: str) -> Distribution:
         raise fail("must not contain path separators.")
     if any(ord(c) < 32 or ord(c) == 127 for c in filename):
         raise fail("must not contain control characters.")
-    if len(filename.encode("utf-8")) > 255:
+    try:
+        encoded = filename.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate, which JSON allows
+        raise fail("is not valid UTF-8.")
+    if len(encoded) > 255:
         raise fail("is longer than 255 bytes.")
     if filename.startswith("."):
         raise fail("must not start with '.'.")

@@ -155,7 +155,8 @@ def _check_form(upload: Upload) -> Distribution:
         raise BadRequest("Missing digest", "Include at least one message digest (sha256_digest).",
                          source="sha256_digest")
     for field, digest in declared.items():
-        if not hmac.compare_digest(digest, upload.digests[field]):
+        # Bytes: compare_digest refuses str with non-ASCII characters.
+        if not hmac.compare_digest(digest.encode(), upload.digests[field].encode()):
             raise BadRequest("Digest mismatch", f"The file's {DIGESTS[field][0]} digest is not {field}.", source=field)
     if upload.size == 0:
         raise BadRequest("Empty file", "The file is empty.", source="content")

@@ -44,11 +44,17 @@ def parse_name_version(name, version) -> tuple[str, Version]:
         normalized = canonicalize_name(name, validate=True)
     except InvalidName:
         raise BadRequest("Invalid name", f"{name!r} is not a valid project name.", source="name")
-    version = _string(version, "version", Release.__table__.c.version.type.length)
+    limit = Release.__table__.c.version.type.length
+    version = _string(version, "version", limit)
     try:
-        return normalized, Version(version)
+        parsed = Version(version)
     except InvalidVersion:
         raise BadRequest("Invalid version", f"{version!r} is not a valid version.", source="version")
+    # Normalizing can lengthen a version ("1-1" is 1.post1), and the normal form is stored too.
+    if len(canonical_version(parsed)) > Release.__table__.c.canonical_version.type.length:
+        raise BadRequest("Invalid version", f"'version' is longer than {limit} characters once normalized.",
+                         source="version")
+    return normalized, parsed
 
 
 def canonical_version(version: Version) -> str:

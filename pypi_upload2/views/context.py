@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import re
 
 import sqlalchemy as sa
 from sqlalchemy import orm
 
+from ..db import parse_id
 from ..interfaces import IAuthentication
 from ..models import FileUploadSession, PublishingSession
 from ..problems import BadRequest, ContentTooLarge, NotFound, Unauthorized, UnsupportedMediaType
@@ -75,10 +75,9 @@ def publishing_session_context(request, *, edit: bool = False) -> PublishingSess
 
 
 def addressed_file(request, session: PublishingSession):
-    """The condition on file upload sessions that the URL's ``file_id`` names, in ``session``.
-    Only what fits the id column: a longer number would fail in the driver, not match."""
-    file_id = request.matchdict["file_id"]
-    return sa.and_(FileUploadSession.id == int(file_id) if re.fullmatch(r"[0-9]{1,9}", file_id) else sa.false(),
+    """The condition on file upload sessions that the URL's ``file_id`` names, in ``session``."""
+    file_id = parse_id(request.matchdict["file_id"])
+    return sa.and_(FileUploadSession.id == file_id if file_id is not None else sa.false(),
                    FileUploadSession.publishing_session_id == session.id)
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 
+from pyramid.exceptions import URLDecodeError
 from pyramid.response import Response
 
-from ..problems import InternalServerError, NotFound, Problem
+from ..problems import BadRequest, InternalServerError, NotFound, Problem
 
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
@@ -30,6 +30,27 @@ def not_found(request):
                                      source="url"))
 
 
+def bad_url(exc, request):
+    return problem_response(BadRequest("Malformed URL", "The URL's path is not valid UTF-8.", source="url"))
+
+
+class UnderRoot:
+    """View predicate: the request's path lies under the API root. It reads the raw
+    ``PATH_INFO``, so that it also holds for a path that does not decode (``path_info``
+    decodes it, and would raise again inside the exception view)."""
+
+    def __init__(self, root: str, config):
+        self.root = root
+
+    def text(self):
+        return f"upload2_under_root = {self.root}"
+
+    phash = text
+
+    def __call__(self, context, request):
+        return request.environ.get("PATH_INFO", "").startswith(self.root)
+
+
 def server_error(exc, request):
     log.exception("error in %s %s", request.method, request.path)
     return problem_response(InternalServerError("Internal server error",
@@ -39,6 +60,8 @@ def server_error(exc, request):
 def includeme(config):
     config.add_exception_view(problem_view, context=Problem)
     # Only URLs under the API root answer in problem+json; the host keeps its own pages.
-    under_root = "^" + re.escape(config.registry["upload2.settings"].root_path)
-    config.add_notfound_view(not_found, path_info=under_root)
-    config.add_exception_view(server_error, context=Exception, path_info=under_root)
+    config.add_view_predicate("upload2_under_root", UnderRoot)
+    root = config.registry["upload2.settings"].root_path
+    config.add_notfound_view(not_found, upload2_under_root=root)
+    config.add_exception_view(bad_url, context=URLDecodeError, upload2_under_root=root)
+    config.add_exception_view(server_error, context=Exception, upload2_under_root=root)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import re
 
 import sqlalchemy as sa
-from packaging.utils import canonicalize_name
+from packaging.utils import InvalidName, canonicalize_name
 from pyramid.httpexceptions import HTTPNotFound
 from pyramid.view import view_config
 
+from ..db import parse_id
 from ..interfaces import IFileStorage
 from ..models import Project, Release, ReleaseFile
 from .index import Entry, canonical_redirect, core_metadata_sha256, file_response, index_page, project_page
@@ -46,7 +46,10 @@ def simple_index(request):
 @view_config(route_name="simple.project", request_method="GET")
 def simple_project(request):
     name = request.matchdict["name"]
-    normalized = canonicalize_name(name)
+    try:
+        normalized = canonicalize_name(name, validate=True)
+    except InvalidName:  # no project has such a name (and a NUL byte would fail the query)
+        raise HTTPNotFound()
     canonical_redirect(request, name, normalized)
     project = request.db.scalar(_visible(sa.select(Project)).where(Project.normalized_name == normalized))
     if project is None:
@@ -58,8 +61,8 @@ def simple_project(request):
 def simple_file(request):
     filename = request.matchdict["filename"]
     metadata = filename.endswith(".metadata")
-    file_id = request.matchdict["file_id"]
-    f = request.db.get(ReleaseFile, int(file_id)) if re.fullmatch(r"[0-9]{1,9}", file_id) else None
+    file_id = parse_id(request.matchdict["file_id"])
+    f = request.db.get(ReleaseFile, file_id) if file_id is not None else None
     if (f is None or f.published_at is None or f.filename != filename.removesuffix(".metadata")
             or (metadata and not core_metadata_sha256(f))):
         raise HTTPNotFound()

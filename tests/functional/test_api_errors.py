@@ -8,6 +8,7 @@ import json
 
 import pytest
 import webtest
+from pyramid.exceptions import URLDecodeError
 
 from pypi_upload2 import main
 from pypi_upload2.models import ApiToken
@@ -71,9 +72,16 @@ def test_unknown_sessions_and_files_are_404_problems(alice, session, file):
     assert_problem(alice.get(foreign, status=404), 404, "url")
 
 
+def test_a_path_that_is_not_utf8_is_a_400_problem(alice):
+    for url in ("/2.0/sessions/%ff/", "/2.0/%C3%28"):
+        assert_problem(alice.get(url, status=400), 400, "url")
+
+
 def test_urls_outside_the_root_keep_the_hosts_own_errors(testapp):
     response = testapp.get("/nothing/here", status=404)
     assert response.content_type != PROBLEM
+    with pytest.raises(URLDecodeError):  # the host's to handle, as any other error of its own
+        testapp.get("/nothing/%ff")
 
 
 # --- 405 ------------------------------------------------------------------------------------
@@ -211,6 +219,7 @@ def bad_credentials(token: str) -> dict[str, dict]:
         "not base64": {"Authorization": "Basic !!!"},
         "no colon": {"Authorization": "Basic " + base64.b64encode(b"__token__").decode()},
         "not utf-8": {"Authorization": "Basic " + base64.b64encode(b"__token__:\xff").decode()},
+        "not ascii": {"Authorization": "Basic \u00e9"},
         "other username": {"Authorization": _basic("alice", token)},
         "wrong secret": {"Authorization": _basic("__token__", f"pypi-upload2-{token_id}-{wrong}")},
         "unknown token": {"Authorization": _basic("__token__", f"pypi-upload2-99999-{secret}")},

@@ -62,6 +62,9 @@ def test_index_lists_only_projects_with_a_published_release(alice, testapp, dist
     for name in ("reserved-name", "staged-only"):
         testapp.get(f"/simple/{name}/", status=404)
         as_json(testapp, f"/simple/{name}/", status=404)
+    # A name no project can have is no project's page (a NUL byte never reaches the database).
+    for name in ("a%00b", "-leading", "a%20b"):
+        testapp.get(f"/simple/{name}/", status=404)
 
 
 def test_project_page_lists_only_published_files(alice, testapp, dist_dir):

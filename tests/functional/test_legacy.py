@@ -296,6 +296,7 @@ def test_authentication_is_required(testapp, dist_dir, storage_dir, headers):
     ({"filetype": "sdist"}, "400 'foo-1.0-py3-none-any.whl' is a bdist_wheel, not a sdist"),
     ({"sha256_digest": None, "blake2_256_digest": None}, "400 Include at least one message digest"),
     ({"sha256_digest": "0" * 64}, "400 The file's sha256 digest is not sha256_digest"),
+    ({"sha256_digest": "\u00e9" * 64}, "400 The file's sha256 digest is not sha256_digest"),
 ])
 def test_the_form_is_checked_against_the_file(legacy_alice, testapp, dist_dir, storage_dir, overrides, reason):
     response = legacy_alice.upload(build_wheel(dist_dir, "foo", "1.0"), 400, **overrides)

@@ -150,6 +150,8 @@ def test_the_version_is_compared_as_a_version(alice, again):
     ({"name": "foo", "version": "one"}, "version"),
     ({"name": "foo", "version": 1.0}, "version"),
     ({"name": "foo", "version": "1." + "0" * 150}, "version"),
+    # 99 characters, 103 once normalized ("-1" is ".post1"): the normal form is stored too.
+    ({"name": "foo", "version": "1." * 48 + "1-1"}, "version"),
 ])
 def test_an_invalid_name_or_version_is_400_naming_the_key(alice, dbsession, body, source):
     refused = alice.post("/2.0/", body, status=400)

@@ -80,6 +80,7 @@ def test_parse_sdist_filename():
         ("foo\n-1.0.tar.gz", "control characters"),
         ("foo\x7f-1.0.tar.gz", "control characters"),
         ("f" * 250 + "-1.0.tar.gz", "longer than 255 bytes"),
+        ("foo-1.0-py3-none-any\ud800.whl", "not valid UTF-8"),
         (
             "\u00e9" * 123 + "-1.0.tar.gz",
             "longer than 255 bytes",
