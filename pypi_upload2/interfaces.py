@@ -18,6 +18,10 @@ class IFileStorage(Interface):
         resumable mechanism appends to it in place, so it must be writable and shared by
         every process that serves uploads)."""
 
+    def move(source, target):
+        """Store the bytes under ``source`` as ``target`` (replacing what was there), without
+        copying them where the backend can; ``source`` is gone after."""
+
     def size(key):
         """The stored size in bytes, or ``None`` when nothing is stored under ``key``."""
 

@@ -12,7 +12,6 @@ import dataclasses
 import hashlib
 import hmac
 import secrets
-import shutil
 from types import SimpleNamespace
 
 import sqlalchemy as sa
@@ -271,12 +270,9 @@ def stage(request, user, upload: Upload) -> tuple[PublishingSession, bool]:
     file_session = files.create(request, session, {
         "filename": upload.filename, "size": upload.size, "hashes": {"sha256": upload.sha256},
         "mechanism": HTTP_POST_BYTES})
-    # The file's bytes live under the file upload session's key, like every staged file.
-    storage = request.find_service(IFileStorage)
+    # The file's bytes move to the file upload session's key, like every staged file's.
     purge_on_abort(request, [file_session.blob_key, file_session.metadata_key])
-    with storage.open(upload.key) as source, storage.writer(file_session.blob_key) as target:
-        shutil.copyfileobj(source, target, formdata.CHUNK)
-    purge_after_commit(request, [upload.key])
+    request.find_service(IFileStorage).move(upload.key, file_session.blob_key)
     file_session.received_size = upload.size
     file_session.received_hashes = {"sha256": upload.sha256}
     file_session.received_at = utcnow()

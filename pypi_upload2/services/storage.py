@@ -46,6 +46,11 @@ class LocalFileStorage:
     def open(self, key: str):
         return open(self.path(key), "rb")
 
+    def move(self, source: str, target: str) -> None:
+        path = self.path(target)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        os.replace(self.path(source), path)
+
     def size(self, key: str) -> int | None:
         try:
             return os.stat(self.path(key)).st_size
