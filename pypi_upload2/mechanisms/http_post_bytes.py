@@ -12,16 +12,13 @@ from ..services.cleanup import purge_on_abort
 from ..services.streaming import TooLarge, copy_hashing
 from ..states import file_upload
 from ..views.context import file_session_context
+from ..views.upload2 import file_url
 
 IDENTIFIER = "http-post-bytes"
 
 
 def describe(request, file_session) -> dict:
-    return {"identifier": IDENTIFIER, "file_url": request.route_url("upload2.file.bytes", **_ids(file_session))}
-
-
-def _ids(file_session) -> dict:
-    return {"token": file_session.publishing_session.token, "file_id": file_session.id}
+    return {"identifier": IDENTIFIER, "file_url": file_url(request, file_session, "upload2.file.bytes")}
 
 
 @view_config(route_name="upload2.file.bytes", request_method="POST")

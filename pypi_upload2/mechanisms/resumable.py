@@ -30,6 +30,7 @@ from ..services.streaming import CHUNK
 from ..states import FileStatus, PublishingStatus
 from ..views.context import addressed_file, file_session_context, publishing_session_context, with_session
 from ..views.errors import problem_response
+from ..views.upload2 import file_url
 
 IDENTIFIER = "vnd-upload2-resumable-v1"
 ROUTE = "upload2.file.resumable"
@@ -52,8 +53,7 @@ class CompletedUpload(BadRequest):
 
 
 def describe(request, file_session) -> dict:
-    url = request.route_url(ROUTE, token=file_session.publishing_session.token, file_id=file_session.id)
-    return {"identifier": IDENTIFIER, "file_url": url}
+    return {"identifier": IDENTIFIER, "file_url": file_url(request, file_session, ROUTE)}
 
 
 # -- structured fields (RFC 9651): an invalid value means the field is absent --------------
@@ -109,19 +109,19 @@ def _upload(request, *, lock: str | None = None) -> FileUploadSession:
 
 def _state(request, upload: FileUploadSession) -> dict[str, str]:
     """The upload's state as the draft's response fields."""
-    settings = request.registry["upload2.settings"]
-    max_age = max(0, int((upload.expires_at - utcnow()).total_seconds()))
     return {
         "Upload-Offset": str(upload.received_size or 0),
         "Upload-Complete": "?1" if upload.received_at is not None else "?0",
         "Upload-Length": str(upload.size),
-        "Upload-Limit": f"max-size={upload.size}, max-append-size={settings.max_append_size}, max-age={max_age}",
+        **_limit(request, upload),
         "Cache-Control": "no-store",
     }
 
 
-def _limit(request, upload) -> dict[str, str]:
-    return {"Upload-Limit": _state(request, upload)["Upload-Limit"]}
+def _limit(request, upload: FileUploadSession) -> dict[str, str]:
+    max_append_size = request.registry["upload2.settings"].max_append_size
+    max_age = max(0, int((upload.expires_at - utcnow()).total_seconds()))
+    return {"Upload-Limit": f"max-size={upload.size}, max-append-size={max_append_size}, max-age={max_age}"}
 
 
 @view_config(route_name=ROUTE, request_method="HEAD")

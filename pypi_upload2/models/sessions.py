@@ -36,8 +36,6 @@ class PublishingSession(Base):
                                                    index=True)
     release_id: Mapped[int | None] = mapped_column(sa.ForeignKey("releases.id", ondelete="SET NULL"))
     created_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
-    # True when this session reserved a new project name (its first release).
-    reserves_name: Mapped[bool] = mapped_column(default=False)
     status: Mapped[PublishingStatus] = mapped_column(_status(PublishingStatus),
                                                      default=PublishingStatus.OPEN, index=True)
     notices: Mapped[list] = mapped_column(sa.JSON, default=list)

@@ -18,14 +18,15 @@ from ..models import ApiToken, Role, User
 TOKEN_PREFIX = "pypi-upload2-"
 
 
-def _digest(secret: str) -> str:
+def secret_digest(secret: str) -> str:
+    """How a secret is kept (an API token's, a publishing session's token): its sha256."""
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
 def new_token(db, user: User) -> str:
     """Create an API token for ``user``; the plain token is returned once, never stored."""
     secret = secrets.token_urlsafe(32)
-    token = ApiToken(user=user, digest=_digest(secret))
+    token = ApiToken(user=user, digest=secret_digest(secret))
     db.add(token)
     db.flush()
     return f"{TOKEN_PREFIX}{token.id}-{secret}"
@@ -62,7 +63,7 @@ class TokenAuthentication:
             return None
         token = self.db.get(ApiToken, token_id, options=[orm.joinedload(ApiToken.user)])
         # Constant-time comparison of digests, so timing tells nothing about the secret.
-        if token is None or not hmac.compare_digest(token.digest, _digest(secret)):
+        if token is None or not hmac.compare_digest(token.digest, secret_digest(secret)):
             return None
         return token.user
 

@@ -11,6 +11,7 @@ import datetime
 import logging
 
 import sqlalchemy as sa
+from sqlalchemy import orm
 
 from .. import states
 from ..db import is_postgresql, utcnow
@@ -72,7 +73,8 @@ def purge_ended_sessions(request) -> int:
     retention = request.registry["upload2.settings"].status_retention
     ended = _claim(db, sa.select(PublishingSession).where(
         PublishingSession.status.in_(states.TERMINAL_PUBLISHING),
-        PublishingSession.ended_at <= _since(retention)).order_by(PublishingSession.id), PublishingSession)
+        PublishingSession.ended_at <= _since(retention)).order_by(PublishingSession.id)
+        .options(orm.selectinload(PublishingSession.files)), PublishingSession)
     # Bytes of files that were not published (purged before: this repeats an idempotent delete).
     purge_after_commit(request, [key for session in ended for f in session.files
                                  if f.status != FileStatus.COMPLETED for key in (f.blob_key, f.metadata_key)])

@@ -166,7 +166,7 @@ def publish(request, user, upload: Upload) -> bool:
     """Publish the file now; False when the same bytes were already published under its name."""
     db = request.db
     dist = _check_form(upload)
-    release, _ = publishing.release_for(request, user, upload.fields["name"], upload.fields["version"])
+    release = publishing.release_for(request, user, upload.fields["name"], upload.fields["version"])
     # An already published name answers first: the same bytes are a no-op (clients re-run
     # uploads), other bytes are refused; neither publishes anything new.
     if (existing := _published(db, upload.filename)) is not None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import hashlib
 import secrets
 
 import sqlalchemy as sa
@@ -16,12 +15,8 @@ from ..interfaces import IAuthorization
 from ..models import FileUploadSession, Project, PublishingSession, Release, Role
 from ..problems import BadRequest, Forbidden
 from ..states import FileStatus, PublishingStatus
+from .auth import secret_digest
 from .cleanup import purge_after_commit
-
-
-def token_digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
 
 
 def live_files(session: PublishingSession) -> list[FileUploadSession]:
@@ -84,7 +79,7 @@ def _insert(db, obj) -> bool:
     return True
 
 
-def _project(request, user, display_name: str, normalized: str) -> tuple[Project, bool]:
+def _project(request, user, display_name: str, normalized: str) -> Project:
     """The existing project the user may upload to, or a new reservation of the name."""
     db = request.db
     authz = request.find_service(IAuthorization)
@@ -95,12 +90,12 @@ def _project(request, user, display_name: str, normalized: str) -> tuple[Project
         project = Project(name=display_name, normalized_name=normalized)
         if _insert(db, project):
             db.add(Role(project_id=project.id, user_id=user.id, role_name="Owner"))
-            return project, True
+            return project
         # Someone reserved the name concurrently; treat it as existing.
         project = db.scalar(sa.select(Project).where(Project.normalized_name == normalized))
     if not authz.may_upload(user, project):
         raise Forbidden("Not allowed", f"You may not upload to {display_name!r}.", source="name")
-    return project, False
+    return project
 
 
 def _release(db, project: Project, version: Version, raw_version: str) -> Release:
@@ -120,27 +115,26 @@ def _live_session(db, release: Release) -> PublishingSession | None:
         PublishingSession.status.in_(states.LIVE_PUBLISHING)))
 
 
-def release_for(request, user, name, version) -> tuple[Release, bool]:
-    """The release ``user`` may upload to, created with its project when new (the call that
-    creates a project reserves its name: True)."""
+def release_for(request, user, name, version) -> Release:
+    """The release ``user`` may upload to, created with its project when new (a new project's
+    name is reserved until its first release is published)."""
     normalized, parsed = parse_name_version(name, version)
-    project, reserved = _project(request, user, name, normalized)
-    return _release(request.db, project, parsed, version), reserved
+    return _release(request.db, _project(request, user, name, normalized), parsed, version)
 
 
 def create(request, user, name, version) -> tuple[PublishingSession, bool]:
     """A new publishing session, or (existing live session, False) for the 409 case."""
     db = request.db
     settings = request.registry["upload2.settings"]
-    release, reserved = release_for(request, user, name, version)
+    release = release_for(request, user, name, version)
     project = release.project
     existing = _live_session(db, release)
     if existing is not None:
         return existing, False
     token = secrets.token_urlsafe(32)  # 256 bits
     session = PublishingSession(
-        token=token, token_digest=token_digest(token), name=project.name, version=version,
-        project=project, release=release, created_by_id=user.id, reserves_name=reserved,
+        token=token, token_digest=secret_digest(token), name=project.name, version=version,
+        project=project, release=release, created_by_id=user.id,
         status=PublishingStatus.OPEN, notices=[],
         expires_at=utcnow() + datetime.timedelta(seconds=settings.session_lifetime),
     )

@@ -11,7 +11,8 @@ from ..db import parse_id
 from ..interfaces import IAuthentication
 from ..models import FileUploadSession, PublishingSession
 from ..problems import BadRequest, ContentTooLarge, NotFound, Unauthorized, UnsupportedMediaType
-from ..services.publishing import authorize, token_digest
+from ..services.auth import secret_digest
+from ..services.publishing import authorize
 from ..states import PublishingStatus
 
 CONTENT_TYPE = "application/vnd.pypi.upload.v2+json"
@@ -64,7 +65,7 @@ def publishing_session_context(request, *, edit: bool = False) -> PublishingSess
     user = authenticated_user(request)
     # The project comes in the same query: authorization needs it on every request.
     query = sa.select(PublishingSession).options(orm.joinedload(PublishingSession.project)).where(
-        PublishingSession.token_digest == token_digest(request.matchdict["token"]))
+        PublishingSession.token_digest == secret_digest(request.matchdict["token"]))
     if edit:
         query = query.with_for_update(of=PublishingSession)
     session = request.db.scalar(query)
@@ -105,7 +106,7 @@ def with_session(file_session: FileUploadSession, session: PublishingSession) ->
 def live_stage(request) -> PublishingSession:
     """The session behind a stage URL: the token is the capability, no login needed."""
     session = request.db.scalar(sa.select(PublishingSession).where(
-        PublishingSession.token_digest == token_digest(request.matchdict["token"])))
+        PublishingSession.token_digest == secret_digest(request.matchdict["token"])))
     if session is None or session.status in (PublishingStatus.CANCELED, PublishingStatus.PUBLISHED):
         raise NotFound("No such stage", "There is no staged release at this URL.", source="url")
     return session
