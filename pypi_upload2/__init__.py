@@ -1,20 +1,30 @@
 """pypi-upload2: the PEP 694 Upload 2.0 API as a Pyramid plugin.
 
 A host index adds it with ``config.include("pypi_upload2")``; ``main`` is the
-standalone app, a thin host that supplies only what a host would otherwise provide.
+standalone app, a thin host around the same include and the built-in index.
 """
 
 from __future__ import annotations
 
-from .interfaces import IAuthentication, IAuthorization, IFileStorage, ITaskQueue
+from .interfaces import IFileStorage, ITaskQueue
 
-# Each capability's default backend; a host swaps one with a dotted-name setting.
+# The plugin's own backends; a host swaps one with a dotted-name setting.
 BACKENDS = {
     IFileStorage: ("upload2.storage_backend", "pypi_upload2.services.storage.LocalFileStorage"),
-    IAuthentication: ("upload2.authentication_backend", "pypi_upload2.services.auth.TokenAuthentication"),
-    IAuthorization: ("upload2.authorization_backend", "pypi_upload2.services.auth.RoleAuthorization"),
     ITaskQueue: ("upload2.task_queue_backend", "pypi_upload2.tasks.CeleryTaskQueue"),
 }
+# ``upload2.index``: which host index the interfaces reach (none: the host registers its own).
+INDEXES = {"builtin": "pypi_upload2.builtin", "warehouse": "pypi_upload2.warehouse", "none": None}
+
+
+def _host_has(config, request_attribute: str) -> bool:
+    """True when the host already gave requests ``request_attribute`` (committed before the
+    include, as Warehouse's configuration is: a second registration would replace it)."""
+    from pyramid.interfaces import IRequestExtensions
+
+    extensions = config.registry.queryUtility(IRequestExtensions)
+    return extensions is not None and (request_attribute in extensions.descriptors
+                                       or request_attribute in extensions.methods)
 
 
 def includeme(config):
@@ -25,18 +35,28 @@ def includeme(config):
     parsed = settings_module.parse(raw)
     config.registry["upload2.settings"] = parsed
 
-    # The host's transaction manager and service registry, if it has not set them up.
-    config.include("pyramid_tm")
-    config.include("pyramid_services")
+    # The host's transaction manager and service registry stay the host's; a bare host gets them.
+    if not _host_has(config, "tm"):
+        config.include("pyramid_tm")
+    if not hasattr(config, "register_service_factory"):
+        config.include("pyramid_services")
 
-    engine = db.make_engine(raw["sqlalchemy.url"], here=raw.get("upload2.here"))
-    config.registry["upload2.engine"] = engine
-    config.registry["upload2.dbsession_factory"] = db.session_factory(engine)
-    config.add_request_method(db.request_db, "db", reify=True)
+    # The host's database session when it has one (its engine must reach the plugin's tables);
+    # else one on ``sqlalchemy.url``, joined to ``request.tm``.
+    if raw.get("sqlalchemy.url") and not _host_has(config, "db"):
+        engine = db.make_engine(raw["sqlalchemy.url"], here=raw.get("upload2.here"))
+        config.registry["upload2.engine"] = engine
+        config.registry["upload2.dbsession_factory"] = db.session_factory(engine)
+        config.add_request_method(db.request_db, "db", reify=True)
 
     for iface, (key, default) in BACKENDS.items():
         backend = config.maybe_dotted(raw.get(key, default))
         config.register_service_factory(backend.create_service, iface)
+    index = raw.get("upload2.index", "builtin").strip()
+    if index not in INDEXES:
+        raise ValueError(f"upload2.index must be one of {', '.join(INDEXES)}, not {index!r}")
+    if INDEXES[index]:
+        config.include(INDEXES[index])
 
     # Deferred work: the Celery app (eager without a broker) and the publish checks it runs.
     config.include(".tasks")
@@ -47,7 +67,7 @@ def includeme(config):
 
 
 def main(global_config, **settings):
-    """The standalone WSGI app (``use = egg:pypi-upload2``)."""
+    """The standalone WSGI app (``use = egg:pypi-upload2``): the built-in index."""
     from pyramid.config import Configurator
 
     settings.setdefault("upload2.here", global_config.get("here"))

@@ -17,8 +17,8 @@ from packaging.utils import canonicalize_name
 from pyramid.paster import get_appsettings, setup_logging
 
 from . import db
-from .models import Project, Role, User
-from .services.auth import new_token
+from .builtin.auth import new_token
+from .builtin.models import Project, Role, User
 
 
 def alembic_config(engine) -> alembic.config.Config:
@@ -29,8 +29,31 @@ def alembic_config(engine) -> alembic.config.Config:
     return cfg
 
 
-def upgrade(engine) -> None:
-    alembic.command.upgrade(alembic_config(engine), "head")
+def upgrade(engine, *, core_only: bool = False) -> None:
+    """Migrate the plugin's tables (``core_only``: only the sessions, for a host index's
+    database; else the built-in index's too)."""
+    adopt_unprefixed_history(engine)
+    alembic.command.upgrade(alembic_config(engine), "core@head" if core_only else "heads")
+
+
+def adopt_unprefixed_history(engine) -> None:
+    """Before revision 0004 the plugin's history lived in ``alembic_version``; move it to
+    the plugin's own version table (a host's ``alembic_version`` is left alone)."""
+    inspector = sa.inspect(engine)
+    if not inspector.has_table("alembic_version") or inspector.has_table(db.VERSION_TABLE):
+        return
+    with engine.begin() as conn:
+        revisions = set(conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars())
+        if not revisions or not revisions <= UNPREFIXED_REVISIONS:
+            return
+        conn.execute(sa.text(f"CREATE TABLE {db.VERSION_TABLE} (version_num VARCHAR(32) NOT NULL, "
+                             f"CONSTRAINT {db.VERSION_TABLE}_pkc PRIMARY KEY (version_num))"))
+        for revision in revisions:
+            conn.execute(sa.text(f"INSERT INTO {db.VERSION_TABLE} (version_num) VALUES (:r)"), {"r": revision})
+        conn.execute(sa.text("DROP TABLE alembic_version"))
+
+
+UNPREFIXED_REVISIONS = {"0001", "0002", "0003"}
 
 
 class Failure(Exception):
@@ -46,7 +69,7 @@ def _user(session, username: str) -> User:
 
 def _project(session, name: str) -> Project:
     project = session.scalar(sa.select(Project).where(Project.normalized_name == canonicalize_name(name)))
-    if project is None or project.registered_at is None:
+    if project is None:
         raise Failure(f"no such project: {name!r}")
     return project
 
@@ -107,7 +130,7 @@ def run(args) -> int:
     session = db.session_factory(engine)()
     try:
         if args.admin == "upgrade":
-            upgrade(engine)
+            upgrade(engine, core_only=args.core)
             print("database is up to date")
         else:
             COMMANDS[args.admin](session, args)

@@ -13,7 +13,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-c", "--config", default="development.ini", help="PasteDeploy ini file")
     commands = p.add_subparsers(dest="command", required=True)
     dbp = commands.add_parser("db", help="database schema").add_subparsers(dest="action", required=True)
-    dbp.add_parser("upgrade", help="apply all migrations").set_defaults(admin="upgrade")
+    upgrade = dbp.add_parser("upgrade", help="apply all migrations")
+    upgrade.add_argument("--core", action="store_true",
+                         help="only the plugin's session tables (a host index keeps its own projects and users)")
+    upgrade.set_defaults(admin="upgrade")
     users = commands.add_parser("user", help="users and API tokens").add_subparsers(dest="action", required=True)
     add = users.add_parser("add", help="create the user if absent; print a new API token last")
     add.add_argument("name")

@@ -114,3 +114,7 @@ def request_db(request) -> Session:
 
 def is_postgresql(db: Session) -> bool:
     return db.get_bind().dialect.name == "postgresql"
+
+
+#: The plugin's alembic version table, beside any of the host's.
+VERSION_TABLE = "upload2_alembic_version"

@@ -1,10 +1,106 @@
-"""The capabilities a host index can swap, each looked up with ``request.find_service``."""
+"""What the plugin asks of its host, each capability looked up with ``request.find_service``.
+
+The plugin owns publishing and file upload sessions; everything else belongs to the host
+index: who the caller is and what they may do, its projects, releases and files, its one
+filename namespace, its storage and its task queue. The built-in index (``pypi_upload2.builtin``)
+and the Warehouse adapter (``pypi_upload2.warehouse``) are two implementations; docs/host-app.md
+describes each method. Project and principal objects are the host's own, passed back to it
+unchanged; the plugin records them only through the text keys the host gives.
+"""
 
 from zope.interface import Interface
 
 
+class IAuthentication(Interface):
+    """Who is making the request: the host's principal."""
+
+    def identify(request):
+        """The host's principal for ``request``, or ``None`` (the API answers 401)."""
+
+    def principal_key(principal):
+        """A stable text key for ``principal`` (at most 64 characters): a session records
+        its creator, and a reserved name its holder, by it."""
+
+
+class IAuthorization(Interface):
+    """What the caller may do, under the host's permissions."""
+
+    def may_upload(request, principal, project):
+        """True when ``principal`` may upload to the host's existing ``project`` now."""
+
+    def may_register(request, principal, name):
+        """True when ``principal`` may register the new normalized project ``name``."""
+
+
+class IProjects(Interface):
+    """The host's projects: found by name, and new names registered under its rules."""
+
+    def find(request, normalized_name):
+        """The host's project of that normalized name, or ``None``."""
+
+    def display_name(project):
+        """The project's name as the host shows it."""
+
+    def check_new_name(request, principal, name):
+        """Raise a ``pypi_upload2.problems.Problem`` when the host's naming rules refuse
+        the new project name ``name`` (prohibited, too similar to another, rate-limited);
+        called when a session reserves it, and again when it is registered."""
+
+    def register(request, owner_key, name):
+        """Create the host's project ``name`` owned by the principal whose key is
+        ``owner_key``, in the current transaction, and return it: a reserved name's first
+        publish (in a request, or in the task of a deferred publish)."""
+
+
+class IReleases(Interface):
+    """The host's releases, as the new-files window and the one-sdist rule see them."""
+
+    def first_published(request, project, version):
+        """When the release ``version`` (a ``packaging.version.Version``) of ``project``
+        was first published (an aware UTC datetime), or ``None`` when it never was."""
+
+    def has_sdist(request, project, version):
+        """True when the published release already has an sdist."""
+
+
+class IFilenames(Interface):
+    """The host's one filename namespace, shared by every upload door."""
+
+    def used(request, filename):
+        """True when ``filename`` was ever used: published, deleted since, or reserved."""
+
+    def reserve(request, filenames):
+        """Reserve every one of ``filenames`` at once, in the current transaction, so that
+        every door refuses them as if published; raise
+        ``pypi_upload2.problems.FilenameConflict`` naming those already used, reserving none."""
+
+    def release(request, filenames):
+        """Free reserved ``filenames`` again (a publish that failed)."""
+
+
+class IPublisher(Interface):
+    """Publication as the host's own rows."""
+
+    def publish(request, session, files, project):
+        """Make the completed ``files`` of ``session`` the host's published release files of
+        ``project``, all of them or none, in the current transaction. Their filenames are
+        reserved already; the bytes are under each file's ``blob_key`` in ``IFileStorage``
+        and its core metadata under ``metadata_key``. Raise ``FilenameConflict`` when the
+        host refuses a file (e.g. a second sdist)."""
+
+
+class IPublishedFiles(Interface):
+    """The host's published files, as simple-index entries (``pypi_upload2.views.index.Entry``)."""
+
+    def entries(request, project):
+        """Every published file of ``project``: the stage lists them beside the session's."""
+
+    def find_file(request, filename):
+        """The published file ``filename`` as an entry, or ``None``."""
+
+
 class IFileStorage(Interface):
-    """Where the bytes of distribution files live, addressed by server-derived keys."""
+    """Where the bytes of staged files live, addressed by server-derived keys."""
 
     def writer(key):
         """A context manager yielding a binary file object; on clean exit the bytes are
@@ -27,23 +123,6 @@ class IFileStorage(Interface):
 
     def delete(key):
         """Remove ``key``; removing a missing key is not an error."""
-
-
-class IAuthentication(Interface):
-    """Who is making the request."""
-
-    def identify(request):
-        """Return the authenticated ``User``, or ``None``."""
-
-
-class IAuthorization(Interface):
-    """Who may upload what: the index's permission and name-registration policy."""
-
-    def may_upload(user, project):
-        """True when ``user`` may upload to the existing ``project`` right now."""
-
-    def may_register(user, name):
-        """True when ``user`` may register the new normalized project ``name``."""
 
 
 class ITaskQueue(Interface):

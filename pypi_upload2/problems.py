@@ -71,3 +71,16 @@ class UnprocessableContent(Problem):
 
 class InternalServerError(Problem):
     status = 500
+
+
+class FilenameConflict(Conflict):
+    """Filenames the host's namespace refuses (used already, or a second sdist); ``errors``
+    names each file."""
+
+    def __init__(self, errors: list[dict]):
+        super().__init__("Filename conflict", "Some files conflict with files already in the release.",
+                         errors=errors)
+
+
+class ServiceUnavailable(Problem):
+    status = 503

@@ -8,8 +8,6 @@ import os
 from pyramid.settings import asbool, aslist
 
 MiB = 1024 * 1024
-DEFAULT_PUBLISH_CHECKS = ("pypi_upload2.services.checks.metadata_agrees",
-                          "pypi_upload2.services.checks.project_quota")
 PUBLISH_MODES = ("sync", "deferred")
 
 
@@ -31,8 +29,9 @@ class Settings:
     legacy_path: str = "/legacy/"
     # Publish in the request ("sync", 201) or in a task ("deferred", 202 then processing).
     publish_mode: str = "sync"
-    # Dotted names of the publish checks (services/checks.py), run in order on every publish.
-    publish_checks: tuple[str, ...] = DEFAULT_PUBLISH_CHECKS
+    # Dotted names of the publish checks (services/checks.py), run in order on every publish;
+    # None: the plugin's own, then the index's.
+    publish_checks: tuple[str, ...] | None = None
     # Total bytes of one project's files (the built-in quota check).
     project_quota: int = 10 * 1024 * MiB
     # A file or publish still processing after this long is handed to a worker again.
@@ -86,7 +85,7 @@ def parse(settings: dict) -> Settings:
         realm=settings.get("upload2.realm", defaults.realm),
         legacy_path=_legacy_path(settings.get("upload2.legacy_path", defaults.legacy_path)),
         publish_mode=_choice(settings, "upload2.publish_mode", PUBLISH_MODES),
-        publish_checks=tuple(aslist(settings.get("upload2.publish_checks", " ".join(DEFAULT_PUBLISH_CHECKS)))),
+        publish_checks=tuple(aslist(settings["upload2.publish_checks"])) if "upload2.publish_checks" in settings else None,
         broker_url=settings.get("celery.broker_url", "").strip(),
         **ints,
     )

@@ -81,11 +81,8 @@ def verify_file(request, file_id: int) -> None:
 
 
 def publish_session(request, session_id: int) -> None:
-    """A deferred publish: reserve the filenames (committed, so other uploads of them get
-    409 meanwhile), run the publish checks, then publish or release and report."""
-    with request.tm:
-        if not publication.reserve(request, session_id):
-            return
+    """A deferred publish, its filenames reserved by the request: run the publish checks,
+    then publish, or release the reservation and report."""
     with request.tm:
         errors = publication.check(request, session_id)
     with request.tm:
@@ -167,11 +164,12 @@ def worker_app(ini: str) -> celery.Celery:
     if app.conf.task_always_eager:
         raise SystemExit(f"pypi-upload2: celery.broker_url is empty in {ini}: its tasks run in the web "
                          "process (eager mode); set a broker, e.g. redis://localhost:6379/0, to run workers")
-    engine = registry["upload2.engine"]
+    engine = registry.get("upload2.engine")
 
     def forget_parent_connections(**_):
         # Pool processes are forked from this one: never share its database connections.
         engine.dispose(close=False)
 
-    celery.signals.worker_process_init.connect(forget_parent_connections, weak=False)
+    if engine is not None:
+        celery.signals.worker_process_init.connect(forget_parent_connections, weak=False)
     return app

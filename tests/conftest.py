@@ -22,8 +22,8 @@ import webtest
 
 from pypi_upload2 import db, main
 from pypi_upload2.admin import upgrade
-from pypi_upload2.models import User
-from pypi_upload2.services.auth import new_token
+from pypi_upload2.builtin.models import User
+from pypi_upload2.builtin.auth import new_token
 
 from .artifacts import build_sdist, build_wheel  # noqa: F401  (re-exported for tests)
 

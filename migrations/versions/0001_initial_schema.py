@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 revision = '0001'
 down_revision = None
-branch_labels = None
+branch_labels = ("index",)
 depends_on = None
 
 

@@ -1,35 +1,14 @@
-"""API tokens over HTTP Basic (``__token__``), and project-role authorization."""
+"""Secrets as they are kept and compared, and HTTP Basic credentials."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
-import secrets
-
-import sqlalchemy as sa
-from sqlalchemy import orm
-from zope.interface import implementer
-
-from ..db import parse_id
-from ..interfaces import IAuthentication, IAuthorization
-from ..models import ApiToken, Role, User
-
-TOKEN_PREFIX = "pypi-upload2-"
 
 
 def secret_digest(secret: str) -> str:
     """How a secret is kept (an API token's, a publishing session's token): its sha256."""
     return hashlib.sha256(secret.encode()).hexdigest()
-
-
-def new_token(db, user: User) -> str:
-    """Create an API token for ``user``; the plain token is returned once, never stored."""
-    secret = secrets.token_urlsafe(32)
-    token = ApiToken(user=user, digest=secret_digest(secret))
-    db.add(token)
-    db.flush()
-    return f"{TOKEN_PREFIX}{token.id}-{secret}"
 
 
 def basic_credentials(request) -> tuple[str, str] | None:
@@ -42,48 +21,3 @@ def basic_credentials(request) -> tuple[str, str] | None:
     except ValueError:  # not base64 (binascii.Error), not ASCII, not UTF-8 (UnicodeDecodeError)
         return None
     return (username, password) if sep else None
-
-
-@implementer(IAuthentication)
-class TokenAuthentication:
-    def __init__(self, db):
-        self.db = db
-
-    @classmethod
-    def create_service(cls, context, request):
-        return cls(request.db)
-
-    def identify(self, request) -> User | None:
-        credentials = basic_credentials(request)
-        if credentials is None or credentials[0] != "__token__":
-            return None
-        token_text, _, secret = credentials[1].removeprefix(TOKEN_PREFIX).partition("-")
-        token_id = parse_id(token_text)
-        if token_id is None or not secret:
-            return None
-        token = self.db.get(ApiToken, token_id, options=[orm.joinedload(ApiToken.user)])
-        # Constant-time comparison of digests, so timing tells nothing about the secret.
-        if token is None or not hmac.compare_digest(token.digest, secret_digest(secret)):
-            return None
-        return token.user
-
-
-@implementer(IAuthorization)
-class RoleAuthorization:
-    """Anyone with a role on a project may upload to it; any user may register a free name."""
-
-    def __init__(self, db):
-        self.db = db
-
-    @classmethod
-    def create_service(cls, context, request):
-        return cls(request.db)
-
-    def may_upload(self, user, project) -> bool:
-        return self.db.scalar(
-            sa.select(sa.func.count()).select_from(Role)
-            .where(Role.user_id == user.id, Role.project_id == project.id)
-        ) > 0
-
-    def may_register(self, user, name) -> bool:
-        return True

@@ -8,13 +8,12 @@ become the session's and the files' notices. This is the hook a malware scanner 
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 from packaging.metadata import parse_email
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from ..interfaces import IFileStorage
-from ..models import FileUploadSession, PublishingSession, Release, ReleaseFile
+from ..models import FileUploadSession, PublishingSession
 
 
 def metadata_agrees(request, session: PublishingSession, files: list[FileUploadSession]):
@@ -41,22 +40,6 @@ def _same_version(a: str, b: str) -> bool:
         return False
 
 
-def project_quota(request, session: PublishingSession, files: list[FileUploadSession]):
-    """The project's files, published and reserved, stay within ``upload2.project_quota``."""
-    quota = request.registry["upload2.settings"].project_quota
-    held = request.db.scalar(
-        sa.select(sa.func.coalesce(sa.func.sum(ReleaseFile.size), 0))
-        .join(Release)
-        .where(Release.project_id == session.project_id,
-               # This session's own reservations are among ``files`` already.
-               sa.or_(ReleaseFile.publishing_session_id.is_(None),
-                      ReleaseFile.publishing_session_id != session.id)))
-    total = held + sum(f.received_size or 0 for f in files)
-    if total > quota:
-        yield None, (f"the project would hold {total} bytes of files, over its quota of {quota} bytes; "
-                     "delete files or ask the index for a larger quota")
-
-
 def run(request, session: PublishingSession, files: list[FileUploadSession]) -> list[dict]:
     """Every check's problems, as the PEP's ``errors`` entries (source: filename or session)."""
     return [{"source": filename or "session", "message": message}
@@ -64,6 +47,12 @@ def run(request, session: PublishingSession, files: list[FileUploadSession]) -> 
             for filename, message in check(request, session, files)]
 
 
+DEFAULT = ("pypi_upload2.services.checks.metadata_agrees",)
+
+
 def includeme(config):
+    # Unset, the plugin's own checks run, then the index's (the built-in index adds its quota).
     names = config.registry["upload2.settings"].publish_checks
+    if names is None:
+        names = DEFAULT + tuple(config.registry.get("upload2.index_checks", ()))
     config.registry["upload2.publish_checks"] = [config.maybe_dotted(name) for name in names]

@@ -79,8 +79,7 @@ def purge_ended_sessions(request) -> int:
     purge_after_commit(request, [key for session in ended for f in session.files
                                  if f.status != FileStatus.COMPLETED for key in (f.blob_key, f.metadata_key)])
     if ended:
-        # The database deletes their file upload sessions (ON DELETE CASCADE) and unlinks the
-        # published files from them (SET NULL).
+        # The database deletes their file upload sessions (ON DELETE CASCADE).
         db.execute(sa.delete(PublishingSession).where(PublishingSession.id.in_([s.id for s in ended]))
                    .execution_options(synchronize_session=False))
         log.info("forgot %d ended publishing session(s)", len(ended))
@@ -96,16 +95,16 @@ def resend_processing(request) -> int:
     cutoff = _since(request.registry["upload2.settings"].processing_deadline)
     now = utcnow()
     stuck_files = _claim(db, sa.select(FileUploadSession).where(
-        FileUploadSession.status == FileStatus.PROCESSING, FileUploadSession.received_at <= cutoff,
+        FileUploadSession.status == FileStatus.PROCESSING, FileUploadSession.processing_since <= cutoff,
     ).order_by(FileUploadSession.id), FileUploadSession)
     for file_session in stuck_files:
-        file_session.received_at = now  # the next deadline counts from this re-send
+        file_session.processing_since = now  # the next deadline counts from this re-send
         queue.enqueue("verify_file", file_session.id)
     stuck_sessions = _claim(db, sa.select(PublishingSession).where(
-        PublishingSession.status == PublishingStatus.PROCESSING, PublishingSession.ended_at <= cutoff,
+        PublishingSession.status == PublishingStatus.PROCESSING, PublishingSession.processing_since <= cutoff,
     ).order_by(PublishingSession.id), PublishingSession)
     for session in stuck_sessions:
-        session.ended_at = now
+        session.processing_since = now
         queue.enqueue("publish_session", session.id)
     if stuck_files or stuck_sessions:
         log.warning("re-sent %d verification(s) and %d publish(es) processing for over %d s",

@@ -9,15 +9,15 @@ import os
 import re
 
 import sqlalchemy as sa
-from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from .. import states
 from ..db import utcnow
-from ..interfaces import IFileStorage, ITaskQueue
-from ..models import FileUploadSession, PublishingSession, ReleaseFile
-from ..problems import BadRequest, Conflict, ContentTooLarge, Problem, UnprocessableContent
+from ..interfaces import IFilenames, IFileStorage, IReleases, ITaskQueue
+from ..models import FileUploadSession, PublishingSession
+from ..problems import BadRequest, Conflict, ContentTooLarge, UnprocessableContent
 from ..states import FileStatus
+from . import loading
 from .cleanup import purge_after_commit
 from .digests import ResumableDigests
 from .distributions import CoreMetadata, DistributionError, inspect_distribution, parse_filename
@@ -75,10 +75,11 @@ def create(request, session: PublishingSession, body: dict) -> FileUploadSession
         dist = parse_filename(filename)
     except DistributionError as exc:
         raise BadRequest("Invalid filename", exc.message, source="filename")
-    if dist.name != canonicalize_name(session.name) or dist.version != Version(session.version):
+    if dist.name != session.normalized_name or dist.version != Version(session.version):
         raise BadRequest("Filename does not match the session",
                          f"{filename!r} is not a file of {session.name} {session.version}.", source="filename")
-    check_new_files_window(request, session.release)
+    project = session.host_project
+    check_new_files_window(request, session, project)
     if size <= 0:
         raise BadRequest("Invalid size", "'size' must be a positive number of bytes.", source="size")
     if size > settings.max_file_size:
@@ -89,7 +90,7 @@ def create(request, session: PublishingSession, body: dict) -> FileUploadSession
         raise UnprocessableContent("Unsupported mechanism",
                                    f"{mechanism!r} is not supported; use one of {', '.join(mechanisms)}.",
                                    source="mechanism")
-    if db.scalar(sa.select(ReleaseFile.id).where(ReleaseFile.filename == filename)) is not None:
+    if request.find_service(IFilenames).used(request, filename):
         raise Conflict("File exists", f"{filename!r} already exists; published files are immutable.",
                        source="filename")
     for other in live_files(session):
@@ -102,8 +103,8 @@ def create(request, session: PublishingSession, body: dict) -> FileUploadSession
         elif dist.packagetype == "sdist" and other.packagetype == "sdist":
             raise Conflict("Second sdist", f"The session already has an sdist, {other.filename!r}.",
                            source="filename")
-    if dist.packagetype == "sdist" and db.scalar(sa.select(ReleaseFile.id).where(
-            ReleaseFile.release_id == session.release_id, ReleaseFile.packagetype == "sdist")):
+    if (dist.packagetype == "sdist" and project is not None
+            and request.find_service(IReleases).has_sdist(request, project, dist.version)):
         raise Conflict("Second sdist", "The release already has an sdist.", source="filename")
     states.publishing(session, "edit")
     file_session = FileUploadSession(
@@ -119,6 +120,18 @@ def create(request, session: PublishingSession, body: dict) -> FileUploadSession
     except sa.exc.IntegrityError:
         raise Conflict("Upload in progress", f"{filename!r} is already being uploaded.", source="filename")
     return file_session
+
+
+def record_received(file_session: FileUploadSession, size: int, *, hashes: dict[str, str] | None = None,
+                    digest_state: dict | None = None, whole: bool = False) -> None:
+    """The one call through which every mechanism records what it received: ``size`` bytes
+    so far; ``whole`` once the last byte arrived, with the ``hashes`` computed while writing
+    (none: verification hashes the stored bytes), or ``digest_state`` to resume hashing."""
+    file_session.received_size = size
+    file_session.digest_state = digest_state
+    if whole:
+        file_session.received_hashes = hashes
+        file_session.received_at = utcnow()
 
 
 def delete(request, file_session: FileUploadSession) -> None:
@@ -173,23 +186,33 @@ def verify(request, file_session: FileUploadSession) -> str | None:
     return None
 
 
-def complete(request, file_session: FileUploadSession) -> Problem | None:
-    """Complete synchronously. A failure is committed (the file moves to ``error``) and
-    returned, not raised, so the caller can report it without rolling the state back."""
+def complete(request, file_session: FileUploadSession) -> None:
+    """Complete: verify now (``completed``, or ``error`` with a notice saying why, which the
+    caller reports and the transaction keeps), or defer to a task (``processing``) when the
+    mechanism stored bytes it did not hash."""
     session = file_session.publishing_session
     states.publishing(session, "edit", dry_run=True)
     states.file_upload(file_session, "complete", dry_run=True)
     if file_session.received_at is not None and file_session.received_hashes is None:
         _defer(request, file_session)
-        return None
+        return
     failure = verify(request, file_session)
     if failure is None:
         states.file_upload(file_session, "complete")
-        return None
+        return
+    fail(request, file_session, failure)
+
+
+def fail(request, file_session: FileUploadSession, failure: str) -> None:
+    """The file goes to ``error`` with a notice saying why; its bytes are purged after commit."""
     states.file_upload(file_session, "fail")
     file_session.notices = [*file_session.notices, failure]
     purge_after_commit(request, [file_session.blob_key, file_session.metadata_key])
-    return BadRequest("File verification failed", failure, source=file_session.filename)
+
+
+def failure(file_session: FileUploadSession) -> BadRequest:
+    """The problem reporting a file that failed verification (its last notice says why)."""
+    return BadRequest("File verification failed", file_session.notices[-1], source=file_session.filename)
 
 
 # -- deferred completion: a mechanism that stored its bytes over several requests (resumable
@@ -197,8 +220,7 @@ def complete(request, file_session: FileUploadSession) -> Problem | None:
 
 def _defer(request, file_session: FileUploadSession) -> None:
     states.file_upload(file_session, "defer")
-    # While processing, received_at is when verification was requested: the re-send deadline counts from it.
-    file_session.received_at = utcnow()
+    file_session.processing_since = utcnow()
     request.find_service(ITaskQueue).enqueue("verify_file", file_session.id)
 
 
@@ -235,18 +257,14 @@ def verify_deferred(request, file_id: int) -> None:
     log.info("verifying %s (file upload session %d)", file_session.filename, file_id)
     with db.no_autoflush:  # nothing is written before the locks are held
         failure = hash_stored(request, file_session) or verify(request, file_session)
-        db.execute(sa.select(PublishingSession.id).where(PublishingSession.id == file_session.publishing_session_id)
-                   .with_for_update())
-        status = db.scalar(sa.select(FileUploadSession.status).where(FileUploadSession.id == file_id)
-                           .with_for_update())
+        status = loading.lock_file(db, file_session)
     if status != FileStatus.PROCESSING:
         db.expunge(file_session)
         if status == FileStatus.CANCELED:  # its purge may have run before this run stored the metadata
             purge_after_commit(request, [file_session.blob_key, file_session.metadata_key])
         return
+    file_session.processing_since = None
     if failure is None:
         states.file_upload(file_session, "succeed")
         return
-    states.file_upload(file_session, "fail")
-    file_session.notices = [*file_session.notices, failure]
-    purge_after_commit(request, [file_session.blob_key, file_session.metadata_key])
+    fail(request, file_session, failure)

@@ -1,9 +1,9 @@
 """The legacy (1.0) upload API as a second door into the Upload 2.0 model.
 
-One form post carries one file. It is published at once as a release file, or, staged,
-joins the release's publishing session as a completed file. The file is streamed to
-storage while the form arrives; then the 2.0 API's validation, distribution checks,
-authorization and unique constraints decide, in the request's one transaction.
+One form post carries one file. The file is streamed to storage while the form arrives;
+then it becomes a completed file of a publishing session, through the 2.0 API's own
+validation and verification, and is published with it at once (``services/publication.py``),
+or, staged, stays in the release's live session. All of it in the request's one transaction.
 """
 
 from __future__ import annotations
@@ -12,21 +12,19 @@ import dataclasses
 import hashlib
 import hmac
 import secrets
-from types import SimpleNamespace
 
-import sqlalchemy as sa
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from .. import states
-from ..db import utcnow
-from ..interfaces import IAuthorization, IFileStorage
+from ..interfaces import IAuthorization, IFileStorage, IProjects, IPublishedFiles
 from ..mechanisms.http_post_bytes import IDENTIFIER as HTTP_POST_BYTES
-from ..models import Project, PublishingSession, ReleaseFile
-from ..problems import BadRequest, Conflict, ContentTooLarge, Forbidden, UnprocessableContent
-from . import checks, files, formdata, publication, publishing
+from ..models import PublishingSession
+from ..problems import BadRequest, Conflict, ContentTooLarge, Forbidden
+from ..states import FileStatus
+from . import files, formdata, loading, publication, publishing
 from .cleanup import purge_after_commit, purge_on_abort
 from .distributions import Distribution, DistributionError, parse_filename
+from .versions import canonical_version, parse_name_version
 
 # The digests a legacy client may declare: form field -> (name, hashlib constructor).
 DIGESTS = {
@@ -58,7 +56,7 @@ class Upload:
         return self.key + ".metadata"
 
 
-def receive(request, user) -> Upload:
+def receive(request, who) -> Upload:
     """Read the form, streaming its ``content`` file into storage under a fresh key that
     is deleted again unless the transaction commits."""
     storage = request.find_service(IFileStorage)
@@ -71,7 +69,7 @@ def receive(request, user) -> Upload:
         if part.name == "content":
             if received is not None or part.filename is None:
                 raise BadRequest("Invalid content", "Send exactly one file, as the 'content' part.", source="content")
-            _precheck(request, user, part.filename)
+            _precheck(request, who, part.filename)
             received = part.filename, *_store(request, storage, key, part, fields)
         elif part.name in FIELDS and part.name not in fields:
             fields[part.name] = part.text(FIELD_LIMIT)
@@ -84,13 +82,14 @@ def receive(request, user) -> Upload:
     return Upload(fields, filename, key, size, digests)
 
 
-def _precheck(request, user, filename: str) -> None:
+def _precheck(request, who, filename: str) -> None:
     """Refuse what the filename alone settles before its bytes are stored (a bad name, a
-    project the user may not upload to); publish and stage check again authoritatively."""
+    project the caller may not upload to); the session's own checks decide authoritatively."""
     dist = _distribution(filename)
-    project = request.db.scalar(sa.select(Project).where(Project.normalized_name == dist.name))
+    project = request.find_service(IProjects).find(request, dist.name)
     authz = request.find_service(IAuthorization)
-    if not (authz.may_register(user, dist.name) if project is None else authz.may_upload(user, project)):
+    if not (authz.may_register(request, who, dist.name) if project is None
+            else authz.may_upload(request, who, project)):
         raise Forbidden("Not allowed", f"You may not upload to {dist.name!r}.", source="name")
 
 
@@ -162,82 +161,63 @@ def _check_form(upload: Upload) -> Distribution:
     return dist
 
 
-def publish(request, user, upload: Upload) -> bool:
-    """Publish the file now; False when the same bytes were already published under its name."""
-    db = request.db
-    dist = _check_form(upload)
-    release = publishing.release_for(request, user, upload.fields["name"], upload.fields["version"])
+def _session(request, who, upload: Upload, *, staged: bool) -> tuple[PublishingSession, bool]:
+    """The publishing session the file joins, and whether it is new: for a staged upload,
+    the release's live one (locked and authorized as every 2.0 edit), else a new one; a new
+    one in any case when there is none."""
+    name, version = upload.fields["name"], upload.fields["version"]
+    try:
+        return publishing.create(request, who, name, version), True
+    except Conflict as conflict:
+        if "Location" not in conflict.headers:
+            raise
+        url = conflict.headers["Location"]
+    _, normalized, parsed = parse_name_version(name, version)
+    live = loading.live_session_of(request.db, normalized, canonical_version(parsed))
+    if live is None:  # it ended between two queries
+        raise Conflict("Session ended", "The release's publishing session just ended; retry.", source="version")
+    if not staged:
+        # A file published beside a live session would make its staged release public piecemeal.
+        raise Conflict("Publishing session exists",
+                       f"{live.name} {live.version} is being staged in a publishing session that is {live.status} "
+                       f"({url}): publish or cancel it first, or stage this file in it with the form field "
+                       "staged=true (the header X-Upload-Staged: true).", source="version", headers={"Location": url})
+    session = loading.locked_session(request.db, live.id)
+    loading.authorize(request, who, session)
+    return session, False
+
+
+def _add(request, session: PublishingSession, upload: Upload):
+    """The received file as a completed file of ``session``, validated and verified as the
+    2.0 API's own; its bytes move to the file upload session's key."""
+    file_session = files.create(request, session, {
+        "filename": upload.filename, "size": upload.size, "hashes": {"sha256": upload.sha256},
+        "mechanism": HTTP_POST_BYTES})
+    purge_on_abort(request, [file_session.blob_key, file_session.metadata_key])
+    request.find_service(IFileStorage).move(upload.key, file_session.blob_key)
+    files.record_received(file_session, upload.size, hashes={"sha256": upload.sha256}, whole=True)
+    files.complete(request, file_session)
+    if file_session.status == FileStatus.ERROR:
+        raise files.failure(file_session)  # nothing of this request is kept, a session it created included
+    request.db.expire(session, ["files"])  # loaded before the new file joined by its foreign key
+    return file_session
+
+
+def publish(request, who, upload: Upload) -> bool:
+    """Publish the file now, through a publishing session of its own, exactly as a 2.0
+    publish; False when the same bytes were already published under its name."""
+    _check_form(upload)
     # An already published name answers first: the same bytes are a no-op (clients re-run
     # uploads), other bytes are refused; neither publishes anything new.
-    if (existing := _published(db, upload.filename)) is not None:
+    if (existing := request.find_service(IPublishedFiles).find_file(request, upload.filename)) is not None:
         return _exists(request, upload, existing)
-    _no_live_session(request, release)
-    publication.check_new_files_window(request, release)
-    if dist.packagetype == "sdist" and _has_sdist(db, release.id):
-        raise BadRequest("Second sdist", "Only one sdist may be uploaded per release.", source="content")
-    metadata = _inspect(request, upload)
-    _publish_checks(request, release, upload)
-    now = utcnow()
-    row = ReleaseFile(release_id=release.id, filename=upload.filename, packagetype=dist.packagetype,
-                      size=upload.size, sha256=upload.sha256, requires_python=metadata.requires_python,
-                      blob_key=upload.key, metadata_sha256=hashlib.sha256(metadata.raw).hexdigest(),
-                      uploaded_at=now, published_at=now)
-    try:
-        # The unique filename (and one-sdist) constraints settle races with concurrent
-        # legacy uploads and 2.0 publishes; the checks above only give better answers.
-        with db.begin_nested():
-            db.add(row)
-            db.flush()
-    except sa.exc.IntegrityError:
-        if (existing := _published(db, upload.filename)) is not None:
-            return _exists(request, upload, existing)
-        raise BadRequest("Second sdist", "Only one sdist may be uploaded per release.", source="content")
-    release.published = True
-    release.published_at = release.published_at or now
-    release.project.registered_at = release.project.registered_at or now
+    session, _ = _session(request, who, upload, staged=False)
+    _add(request, session, upload)
+    publication.publish(request, session, session.host_project, deferrable=False)
     return True
 
 
-def _no_live_session(request, release) -> None:
-    """A release with a live publishing session is published whole, by that session: a file
-    published beside it would make the staged release public piecemeal. The user is
-    authorized for the project by now, so the answer may show the session's URL."""
-    session = request.db.scalar(sa.select(PublishingSession).where(
-        PublishingSession.release_id == release.id, PublishingSession.status.in_(states.LIVE_PUBLISHING)))
-    if session is not None:
-        url = request.route_url("upload2.session", token=session.token)
-        raise Conflict("Publishing session exists",
-                       f"{session.name} {session.version} is being staged in a publishing session that is "
-                       f"{session.status} ({url}): add the file to it with staged=true, or publish or cancel "
-                       "the session first.", source="version", headers={"Location": url})
-
-
-def _publish_checks(request, release, upload: Upload) -> None:
-    """The index's publish checks (services/checks.py) see the file as a one-file session
-    would show it: the legacy door is no way around a quota or a scanner."""
-    session = SimpleNamespace(id=None, name=release.project.name, version=release.version,
-                              project_id=release.project_id, release_id=release.id)
-    file = SimpleNamespace(filename=upload.filename, blob_key=upload.key, metadata_key=upload.metadata_key,
-                           size=upload.size, received_size=upload.size, sha256=upload.sha256)
-    errors = checks.run(request, session, [file])
-    if errors:
-        raise UnprocessableContent("Publish checks failed", "; ".join(e["message"] for e in errors), errors=errors)
-
-
-def _published(db, filename: str) -> ReleaseFile | None:
-    return db.scalar(sa.select(ReleaseFile).where(ReleaseFile.filename == filename))
-
-
-def _has_sdist(db, release_id: int) -> bool:
-    return db.scalar(sa.select(ReleaseFile.id).where(
-        ReleaseFile.release_id == release_id, ReleaseFile.packagetype == "sdist")) is not None
-
-
-def _exists(request, upload: Upload, existing: ReleaseFile) -> bool:
-    if existing.published_at is None:
-        raise Conflict("Publish in progress",
-                       f"{upload.filename!r} is reserved by a publish in progress; retry when it has ended.",
-                       source="content")
+def _exists(request, upload: Upload, existing) -> bool:
     if existing.size == upload.size and existing.sha256 == upload.sha256:
         purge_after_commit(request, [upload.key, upload.metadata_key])  # nothing new to keep
         return False
@@ -247,37 +227,10 @@ def _exists(request, upload: Upload, existing: ReleaseFile) -> bool:
                      "and a published file's name is never reused.", source="content")
 
 
-def _inspect(request, upload: Upload):
-    try:
-        return files.inspect_stored(request, upload.filename, upload.key, upload.metadata_key)
-    except DistributionError as exc:
-        raise BadRequest("Invalid distribution", f"{exc.source}: {exc.message}", source="content")
-
-
-def stage(request, user, upload: Upload) -> tuple[PublishingSession, bool]:
+def stage(request, who, upload: Upload) -> tuple[PublishingSession, bool]:
     """Add the file to the release's live publishing session as a completed file, creating
-    the session when there is none (True). Validation and completion are the 2.0 API's own."""
-    db = request.db
+    the session when there is none (True)."""
     _check_form(upload)
-    session, created = publishing.create(request, user, upload.fields["name"], upload.fields["version"])
-    if session is None:  # the live session ended between two queries
-        raise Conflict("Session ended", "The release's publishing session just ended; retry.", source="version")
-    if not created:
-        # Lock it as every 2.0 edit does, then the per-request authorization.
-        session = db.scalar(sa.select(PublishingSession).where(PublishingSession.id == session.id)
-                            .with_for_update().execution_options(populate_existing=True))
-        publishing.authorize(request, user, session)
-    file_session = files.create(request, session, {
-        "filename": upload.filename, "size": upload.size, "hashes": {"sha256": upload.sha256},
-        "mechanism": HTTP_POST_BYTES})
-    # The file's bytes move to the file upload session's key, like every staged file's.
-    purge_on_abort(request, [file_session.blob_key, file_session.metadata_key])
-    request.find_service(IFileStorage).move(upload.key, file_session.blob_key)
-    file_session.received_size = upload.size
-    file_session.received_hashes = {"sha256": upload.sha256}
-    file_session.received_at = utcnow()
-    failure = files.complete(request, file_session)
-    if failure is not None:
-        raise failure  # nothing of this request is kept, the session it created included
-    db.expire(session, ["files"])  # loaded before the new file joined by its foreign key
+    session, created = _session(request, who, upload, staged=True)
+    _add(request, session, upload)
     return session, created

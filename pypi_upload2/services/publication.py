@@ -1,7 +1,9 @@
-"""Publication: a session's completed files become public at once, or not at all.
+"""Publication: a session's completed files become the host's published files at once, or
+not at all. The one path for both doors: the 2.0 API's publish and each legacy upload.
 
-Synchronously within the publish request, or (``upload2.publish_mode = deferred``) in
-three task steps: reserve the filenames, run the publish checks, conclude.
+Synchronously within the request, or (``upload2.publish_mode = deferred``) in a task: the
+request reserves the filenames (every door then refuses them) and a task runs the publish
+checks and concludes, publishing or releasing the reservation.
 """
 
 from __future__ import annotations
@@ -9,45 +11,47 @@ from __future__ import annotations
 import datetime
 
 import sqlalchemy as sa
+from packaging.version import Version
 
 from .. import states
 from ..db import utcnow
-from ..interfaces import ITaskQueue
-from ..models import FileUploadSession, PublishingSession, Release, ReleaseFile
-from ..problems import BadRequest, Conflict, UnprocessableContent
+from ..interfaces import IFilenames, IProjects, IPublisher, IReleases, ITaskQueue
+from ..models import FileUploadSession, NameReservation, PublishingSession
+from ..problems import BadRequest, Conflict, FilenameConflict, UnprocessableContent
 from ..states import FileStatus, PublishingStatus
-from . import checks
+from . import checks, loading
 from .publishing import live_files
 
 
-def new_files_window_closed(request, release: Release | None) -> str | None:
-    """Why no file may join ``release`` now, or None: files join a published release only
-    within ``new_files_window`` seconds of its first publication (0 disables the rule)."""
+def new_files_window_closed(request, session: PublishingSession, project) -> str | None:
+    """Why no file may join the session's release now, or None: files join a published
+    release only within ``new_files_window`` seconds of its first publication (0: forever)."""
     window = request.registry["upload2.settings"].new_files_window
-    if not window or release is None or release.published_at is None:
+    if not window or project is None:
         return None
-    if utcnow() <= release.published_at + datetime.timedelta(seconds=window):
+    first = request.find_service(IReleases).first_published(request, project, Version(session.version))
+    if first is None or utcnow() <= first + datetime.timedelta(seconds=window):
         return None
-    return (f"Version {release.version} was first published at {release.published_at:%Y-%m-%d %H:%M:%S} UTC; "
+    return (f"Version {session.version} was first published at {first:%Y-%m-%d %H:%M:%S} UTC; "
             f"new files can be added only within {window} seconds of that.")
 
 
-def check_new_files_window(request, release: Release | None, source: str = "filename") -> None:
-    """Refuse (400) a file joining ``release`` after its new-files window: every upload door
-    asks when a file arrives, and every publish asks again (a session may outlive the window)."""
-    if (reason := new_files_window_closed(request, release)) is not None:
+def check_new_files_window(request, session: PublishingSession, project, source: str = "filename") -> None:
+    """Refuse (400) a file joining the release after its new-files window: every upload asks
+    when a file arrives, and every publish asks again (a session may outlive the window)."""
+    if (reason := new_files_window_closed(request, session, project)) is not None:
         raise BadRequest("New files window closed", reason, source=source)
 
 
-def publish(request, session: PublishingSession) -> bool:
-    """Publish every completed file atomically (False), or accept the publish for a task when
-    ``upload2.publish_mode`` is deferred (True). A synchronous failure raises (409 for a
-    conflict, 422 for a failed publish check) and changes nothing."""
-    db = request.db
+def publish(request, session: PublishingSession, project, *, deferrable: bool = True) -> None:
+    """Publish every completed file atomically, or (``upload2.publish_mode`` deferred, when
+    ``deferrable``) reserve their filenames and leave the rest to a task: the session is then
+    ``processing``. A failure raises (409 for a conflict, 422 for a failed publish check)
+    and changes nothing."""
     states.publishing(session, "publish", dry_run=True)
     files = live_files(session)
     if files:  # publishing no file adds none: only ends the session
-        check_new_files_window(request, session.release, source="session")
+        check_new_files_window(request, session, project, source="session")
     unfinished = [f for f in files if f.status != FileStatus.COMPLETED]
     if unfinished:
         raise Conflict(
@@ -55,53 +59,25 @@ def publish(request, session: PublishingSession) -> bool:
             "Every file must be completed before the session can be published.",
             errors=[{"source": f.filename, "message": f"status is {f.status}"} for f in unfinished],
         )
-    if request.registry["upload2.settings"].publish_mode == "deferred":
-        _defer(request, session, files)
-        return True
-    errors = checks.run(request, session, files)
-    if errors:
+    deferred = deferrable and request.registry["upload2.settings"].publish_mode == "deferred"
+    if not deferred and (errors := checks.run(request, session, files)):
         raise UnprocessableContent("Publish checks failed", "Some files may not be published.", errors=errors)
-    now = utcnow()
-    rows = [_release_file(session, f, now) for f in files]
-    try:
-        # The database's unique filename (and one-sdist) constraints make this atomic
-        # against concurrent publishes and legacy uploads of the same filenames.
-        with db.begin_nested():
-            db.add_all(rows)
-            db.flush()
-    except sa.exc.IntegrityError:
-        raise _conflict(db, session.release, files)
-    _published(session, now, "publish")
-    return False
+    # The host's namespace settles races with every other door (the PEP's reservation).
+    request.find_service(IFilenames).reserve(request, [f.filename for f in files])
+    if deferred:
+        _defer(request, session, files)
+    else:
+        _publish_reserved(request, session, files, project, "publish")
 
 
-def _release_file(session: PublishingSession, f: FileUploadSession, published_at) -> ReleaseFile:
-    # published_at None: the filename is only reserved, by a deferred publish in progress.
-    return ReleaseFile(release_id=session.release_id, filename=f.filename, packagetype=f.packagetype,
-                       size=f.received_size, sha256=f.sha256, requires_python=f.requires_python,
-                       blob_key=f.blob_key, metadata_sha256=f.metadata_sha256,
-                       uploaded_at=f.received_at, published_at=published_at, publishing_session_id=session.id)
-
-
-def _published(session: PublishingSession, now, event: str) -> None:
-    release = session.release
-    release.published = True
-    release.published_at = release.published_at or now
-    if session.project.registered_at is None:
-        session.project.registered_at = now
+def _publish_reserved(request, session: PublishingSession, files, project, event: str) -> None:
+    if project is None:  # the reservation becomes a registration
+        project = request.find_service(IProjects).register(request, session.created_by, session.name)
+    request.find_service(IPublisher).publish(request, session, files, project)
+    request.db.execute(sa.delete(NameReservation).where(NameReservation.normalized_name == session.normalized_name))
     states.publishing(session, event)
-    session.ended_at = now
-
-
-def _conflict(db, release, files) -> Conflict:
-    names = [f.filename for f in files]
-    taken = set(db.scalars(sa.select(ReleaseFile.filename).where(ReleaseFile.filename.in_(names))))
-    errors = [{"source": n, "message": "a file with this name already exists"} for n in names if n in taken]
-    if not errors:
-        errors = [{"source": f.filename, "message": "the release already has an sdist"}
-                  for f in files if f.packagetype == "sdist"]
-    return Conflict("Filename conflict", "Some files conflict with files already in the release.",
-                    errors=errors)
+    session.processing_since = None
+    session.ended_at = utcnow()
 
 
 # -- deferred publish (upload2.publish_mode = deferred): the request defers, a task settles ---
@@ -115,82 +91,49 @@ def _defer(request, session: PublishingSession, files: list[FileUploadSession]) 
     session.notices = []
     for f in files:
         f.notices = [n for n in f.notices if not n.startswith(PUBLISH_NOTICE)]
-    # While processing, ended_at is when the publish was accepted: the re-send deadline counts from it.
-    session.ended_at = utcnow()
+    session.processing_since = utcnow()
     request.find_service(ITaskQueue).enqueue("publish_session", session.id)
 
 
-def _processing(db, session_id: int) -> PublishingSession | None:
-    """The session, locked as every edit locks it, while its deferred publish is unsettled."""
-    session = db.scalar(sa.select(PublishingSession).where(PublishingSession.id == session_id).with_for_update())
-    return session if session is not None and session.status == PublishingStatus.PROCESSING else None
-
-
-def _reservations(db, session: PublishingSession) -> list[ReleaseFile]:
-    return list(db.scalars(sa.select(ReleaseFile).where(
-        ReleaseFile.publishing_session_id == session.id, ReleaseFile.published_at.is_(None))))
-
-
-def reserve(request, session_id: int) -> bool:
-    """First step: reserve the session's filenames in the release (rows that are not yet
-    published). True when they are held, also by an earlier run of the same publish; False
-    when the publish is settled already or a conflict moved the session to error."""
-    db = request.db
-    session = _processing(db, session_id)
-    if session is None:
-        return False
-    files = live_files(session)
-    held = {row.filename for row in _reservations(db, session)}
-    missing = [f for f in files if f.filename not in held]
-    try:
-        with db.begin_nested():
-            db.add_all([_release_file(session, f, None) for f in missing])
-            db.flush()
-    except sa.exc.IntegrityError:
-        _fail(request, session, _conflict(db, session.release, missing).errors)
-        return False
-    return True
-
-
 def check(request, session_id: int) -> list[dict]:
-    """Second step: the publish checks' problems (outside any lock: a scan may be slow)."""
+    """The task's first step: the publish checks' problems (outside any lock: a scan may be slow)."""
     session = request.db.get(PublishingSession, session_id)
-    if session is None:
+    if session is None or session.status != PublishingStatus.PROCESSING:
         return []
     files = live_files(session)
     # The files become public when the task concludes: the window may have closed since the request.
-    if files and (closed := new_files_window_closed(request, session.release)) is not None:
+    if files and (closed := new_files_window_closed(request, session, loading.project(request, session))):
         return [{"source": "session", "message": closed}]
     return checks.run(request, session, files)
 
 
 def conclude(request, session_id: int, errors: list[dict]) -> None:
-    """Last step: publish the reserved files at once, or release them and report ``errors``."""
-    db = request.db
-    session = _processing(db, session_id)
-    if session is None:
+    """The task's last step: publish the reserved files at once, or release them and report
+    ``errors``. Idempotent: a session no longer processing is left as it is."""
+    session = loading.locked_session(request.db, session_id)
+    if session is None or session.status != PublishingStatus.PROCESSING:
         return
-    if errors:
-        _fail(request, session, errors)
-        return
-    now = utcnow()
-    for row in _reservations(db, session):
-        row.published_at = now
-    _published(session, now, "succeed")
+    files = live_files(session)
+    if not errors:
+        try:
+            with request.db.begin_nested():
+                _publish_reserved(request, session, files, loading.project(request, session), "succeed")
+            return
+        except FilenameConflict as conflict:
+            errors = conflict.errors
+    _fail(request, session, files, errors)
 
 
-def _fail(request, session: PublishingSession, errors: list[dict]) -> None:
-    """Release the reservations; the session goes to error, editable again, and its notices
+def _fail(request, session: PublishingSession, files, errors: list[dict]) -> None:
+    """Release the reservation; the session goes to error, editable again, and its notices
     (and the files' own, where one is to blame) say what failed."""
-    db = request.db
-    for row in _reservations(db, session):
-        db.delete(row)
+    request.find_service(IFilenames).release(request, [f.filename for f in files])
     states.publishing(session, "fail")
-    session.ended_at = None
+    session.processing_since = None
     session.notices = [PUBLISH_NOTICE + (e["message"] if e["source"] == "session" else f"{e['source']}: {e['message']}")
                        for e in errors]
-    by_name = {f.filename: f for f in live_files(session)}
+    by_name = {f.filename: f for f in files}
     for e in errors:
         if (f := by_name.get(e["source"])) is not None:
             f.notices = [*f.notices, PUBLISH_NOTICE + e["message"]]
-    db.flush()
+    request.db.flush()

@@ -1,4 +1,4 @@
-"""Routes and views: the Upload 2.0 API, the stage preview, the legacy upload API, the public simple index."""
+"""Routes and views: the Upload 2.0 API and its mechanisms, the stage preview, the legacy upload API."""
 
 
 def includeme(config):
@@ -19,11 +19,8 @@ def includeme(config):
     config.add_route("upload2.stage.file", stage + "files/{file_id}/{filename}")
     config.add_route("upload2.stage.project", stage + "{name}/")
     config.scan(".upload2")
+    config.scan(".mechanisms")
+    config.scan(".resumable")
     config.scan(".stage")
     config.include(".errors")
     config.include(".legacy")  # the legacy upload route (upload2.legacy_path), and add_upload2_dispatch
-    if config.registry["upload2.settings"].simple_index:
-        config.add_route("simple.index", "/simple/")
-        config.add_route("simple.project", "/simple/{name}/")
-        config.add_route("simple.file", "/files/{file_id}/{filename}")
-        config.scan(".simple")

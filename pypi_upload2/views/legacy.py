@@ -16,9 +16,9 @@ from pyramid.response import Response
 from pyramid.settings import asbool
 
 from ..problems import MethodNotAllowed, Problem
-from ..services import legacy
-from .context import CONTENT_TYPE, authenticated_user
+from ..services import legacy, loading
 from .errors import problem_response
+from .requests import CONTENT_TYPE
 from .upload2 import create_session, respond, session_body
 
 ROUTE = "upload2.legacy"
@@ -27,13 +27,13 @@ UPLOAD2_REQUEST = rf"Content-Type:(?i){re.escape(CONTENT_TYPE)}\s*(;|$)"
 
 
 def upload_file(request):
-    user = authenticated_user(request)
-    upload = legacy.receive(request, user)
+    who = loading.principal(request)
+    upload = legacy.receive(request, who)
     if asbool(request.headers.get("X-Upload-Staged")) or asbool(upload.fields.get("staged")):
-        session, created = legacy.stage(request, user, upload)
+        session, created = legacy.stage(request, who, upload)
         location = request.route_url("upload2.session", token=session.token)
         return respond(session_body(request, session), 201 if created else 200, Location=location)
-    legacy.publish(request, user, upload)
+    legacy.publish(request, who, upload)
     return Response("OK\n", content_type="text/plain")
 
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 from packaging.utils import canonicalize_name
 from pyramid.view import view_config
 
-from ..interfaces import IFileStorage
+from ..interfaces import IFileStorage, IPublishedFiles
 from ..problems import NotFound
+from ..services import loading
 from ..services.publishing import live_files
 from ..states import FileStatus
-from .context import live_stage
 from .index import Entry, canonical_redirect, core_metadata_sha256, file_response, index_page, project_page
-from .simple import public_entries
 
 
 def _private(response):
@@ -33,29 +32,29 @@ def _staged_entries(request, session) -> list[Entry]:
 
 @view_config(route_name="upload2.stage", request_method="GET")
 def stage_index(request):
-    session = live_stage(request)
-    normalized = canonicalize_name(session.name)
+    session = loading.live_stage(request)
+    normalized = session.normalized_name
     return _private(index_page(request, [(session.name, normalized)],
                                lambda n: request.route_url("upload2.stage.project", token=session.token, name=n)))
 
 
 @view_config(route_name="upload2.stage.project", request_method="GET")
 def stage_project(request):
-    session = live_stage(request)
+    session = loading.live_stage(request)
     name = request.matchdict["name"]
     normalized = canonicalize_name(name)
-    if normalized != canonicalize_name(session.name):
+    if normalized != session.normalized_name:
         raise NotFound("No such project", f"This stage holds only {session.name}.", source="url")
     canonical_redirect(request, name, normalized, token=session.token)
     entries = _staged_entries(request, session)
-    if session.project_id is not None:
-        entries += public_entries(request, session.project_id)
+    if (project := loading.project(request, session)) is not None:
+        entries += request.find_service(IPublishedFiles).entries(request, project)
     return _private(project_page(request, session.name, normalized, sorted(entries, key=lambda e: e.filename)))
 
 
 @view_config(route_name="upload2.stage.file", request_method="GET")
 def stage_file(request):
-    session = live_stage(request)
+    session = loading.live_stage(request)
     filename = request.matchdict["filename"]
     metadata = filename.endswith(".metadata")
     file_id = request.matchdict["file_id"]

@@ -7,12 +7,12 @@ import json
 from pyramid.response import Response
 from pyramid.view import view_config
 
-from ..problems import Conflict, MethodNotAllowed
-from ..services import files, publication, publishing
+from ..problems import MethodNotAllowed
+from ..services import files, loading, publication, publishing
 from ..states import FileStatus, PublishingStatus
-from .context import (CONTENT_TYPE, authenticated_user, file_session_context, json_body,
-                      publishing_session_context)
 from .errors import problem_response
+from .requests import CONTENT_TYPE, json_body
+from .urls import file_url
 
 META = {"api-version": "2.0"}
 POLL_SECONDS = 1
@@ -38,10 +38,6 @@ def session_links(request, session) -> dict:
         "publish": request.route_url("upload2.publish", token=token),
         "extend": request.route_url("upload2.extend", token=token),
     }
-
-
-def file_url(request, file_session, route="upload2.file") -> str:
-    return request.route_url(route, token=file_session.publishing_session.token, file_id=file_session.id)
 
 
 def session_body(request, session) -> dict:
@@ -78,20 +74,16 @@ def file_body(request, file_session) -> dict:
 
 @view_config(route_name="upload2.root", request_method="POST")
 def create_session(request):
-    user = authenticated_user(request)
+    who = loading.principal(request)
     body = json_body(request)
-    session, created = publishing.create(request, user, body.get("name"), body.get("version"))
+    session = publishing.create(request, who, body.get("name"), body.get("version"))
     location = request.route_url("upload2.session", token=session.token)
-    if not created:
-        raise Conflict("Session exists",
-                       f"A publishing session for {session.name} {session.version} is already {session.status}.",
-                       source="version", headers={"Location": location})
     return respond(session_body(request, session), 201, Location=location)
 
 
 @view_config(route_name="upload2.session", request_method="GET")
 def session_status(request):
-    session = publishing_session_context(request)
+    session = loading.publishing_session(request)
     # While a deferred publish runs, tell pollers when to look again.
     polling = {"Retry_After": POLL_SECONDS} if session.status == PublishingStatus.PROCESSING else {}
     return respond(session_body(request, session), **polling)
@@ -99,18 +91,18 @@ def session_status(request):
 
 @view_config(route_name="upload2.session", request_method="DELETE")
 def cancel_session(request):
-    session = publishing_session_context(request, edit=True)
+    session = loading.publishing_session(request, lock=True)
     publishing.cancel(request, session)
     return respond(session_body(request, session))
 
 
 @view_config(route_name="upload2.publish", request_method="POST")
 def publish_session(request):
-    session = publishing_session_context(request, edit=True)
+    session = loading.publishing_session(request, lock=True)
     json_body(request)
-    deferred = publication.publish(request, session)
+    publication.publish(request, session, session.host_project)
     location = request.route_url("upload2.session", token=session.token)
-    if deferred:
+    if session.status == PublishingStatus.PROCESSING:
         # A task settles it (published or error); the client polls the session's status.
         return respond(session_body(request, session), 202, Location=location, Retry_After=POLL_SECONDS)
     return respond(session_body(request, session), 201, Location=location)
@@ -118,7 +110,7 @@ def publish_session(request):
 
 @view_config(route_name="upload2.extend", request_method="POST")
 def extend_session(request):
-    session = publishing_session_context(request, edit=True)
+    session = loading.publishing_session(request, lock=True)
     body = json_body(request)
     publishing.extend(request, session, body.get("extend-for"))
     return respond(session_body(request, session))
@@ -126,7 +118,7 @@ def extend_session(request):
 
 @view_config(route_name="upload2.upload", request_method="POST")
 def create_file(request):
-    session = publishing_session_context(request, edit=True)
+    session = loading.publishing_session(request, lock=True)
     body = json_body(request)
     file_session = files.create(request, session, body)
     return respond(file_body(request, file_session), 202, Retry_After=POLL_SECONDS,
@@ -135,27 +127,28 @@ def create_file(request):
 
 @view_config(route_name="upload2.file", request_method="GET")
 def file_status(request):
-    file_session = file_session_context(request)
+    file_session = loading.file_session(request)
     return respond(file_body(request, file_session), Retry_After=POLL_SECONDS)
 
 
 @view_config(route_name="upload2.file", request_method="DELETE")
 def delete_file(request):
-    file_session = file_session_context(request, edit=True, lock_session=True)
+    file_session = loading.file_session(request, lock="update", lock_session=True)
     files.delete(request, file_session)
     return Response(status=204, content_type=None)
 
 
 @view_config(route_name="upload2.file.complete", request_method="POST")
 def complete_file(request):
-    file_session = file_session_context(request, edit=True)
+    file_session = loading.file_session(request, lock="update")
     json_body(request)
-    failure = files.complete(request, file_session)
+    files.complete(request, file_session)
     location = file_url(request, file_session)
-    if failure is not None:
-        # Returned, not raised: the move to ``error`` must be committed.
-        failure.headers["Location"] = location
-        return problem_response(failure)
+    if file_session.status == FileStatus.ERROR:
+        # The move to ``error`` is kept: the problem is rendered, not raised (which would abort).
+        problem = files.failure(file_session)
+        problem.headers["Location"] = location
+        return problem_response(problem)
     if file_session.status == FileStatus.PROCESSING:
         # A task verifies it (completed or error); the client polls the file's status.
         return respond(file_body(request, file_session), 202, Location=location, Retry_After=POLL_SECONDS)
@@ -164,7 +157,7 @@ def complete_file(request):
 
 @view_config(route_name="upload2.file.extend", request_method="POST")
 def extend_file(request):
-    file_session = file_session_context(request, edit=True)
+    file_session = loading.file_session(request, lock="update")
     body = json_body(request)
     files.extend(request, file_session, body.get("extend-for"))
     return respond(file_body(request, file_session))

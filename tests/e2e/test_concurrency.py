@@ -28,7 +28,8 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from pypi_upload2.models import FileUploadSession, Project, PublishingSession, Release, ReleaseFile, Role, User
+from pypi_upload2.models import FileUploadSession, PublishingSession
+from pypi_upload2.builtin.models import Project, Release, ReleaseFile, Role, User
 from pypi_upload2.states import LIVE_PUBLISHING as LIVE
 from pypi_upload2.states import FileStatus
 from tests.conftest import build_wheel

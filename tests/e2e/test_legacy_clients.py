@@ -15,7 +15,8 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from pypi_upload2.models import FileUploadSession, ReleaseFile
+from pypi_upload2.models import FileUploadSession
+from pypi_upload2.builtin.models import ReleaseFile
 from pypi_upload2.states import FileStatus
 from tests.conftest import CT, META, basic, build_sdist, build_wheel
 from tests.e2e.test_pip import Venv

@@ -20,7 +20,8 @@ import pytest
 import sqlalchemy as sa
 
 from pypi_upload2.mechanisms.resumable import IDENTIFIER
-from pypi_upload2.models import FileUploadSession, PublishingSession, Release, ReleaseFile
+from pypi_upload2.models import FileUploadSession, PublishingSession
+from pypi_upload2.builtin.models import Release, ReleaseFile
 from tests.conftest import basic, build_wheel, free_port
 from tests.functional.test_resumable import PARTIAL, gunicorn, raw_patch_start, read_response
 

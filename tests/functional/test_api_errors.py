@@ -11,7 +11,7 @@ import webtest
 from pyramid.exceptions import URLDecodeError
 
 from pypi_upload2 import main
-from pypi_upload2.models import ApiToken
+from pypi_upload2.builtin.models import ApiToken
 from tests.conftest import CT, META, PROBLEM, assert_problem, basic, build_wheel
 
 

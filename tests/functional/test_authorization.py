@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from pypi_upload2.admin import project_grant, project_revoke
-from pypi_upload2.models import Project, Role, User
+from pypi_upload2.builtin.models import Project, Role, User
 from tests.conftest import CT, assert_problem, build_sdist, build_wheel
 
 

@@ -23,7 +23,8 @@ from pypi_upload2.interfaces import ITaskQueue
 from pypi_upload2.services import digests, files
 from pypi_upload2.services.digests import ResumableDigests
 from pypi_upload2.services.streaming import copy_hashing as real_copy_hashing
-from pypi_upload2.models import FileUploadSession, PublishingSession, Release, ReleaseFile
+from pypi_upload2.models import FileUploadSession, PublishingSession
+from pypi_upload2.builtin.models import Release, ReleaseFile
 from pypi_upload2.states import FileStatus, PublishingStatus
 from tests.artifacts import sha256_file
 from tests.conftest import Uploader, assert_problem, build_sdist, build_wheel

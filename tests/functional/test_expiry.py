@@ -8,7 +8,8 @@ import datetime
 import pytest
 import sqlalchemy as sa
 
-from pypi_upload2.models import FileUploadSession, Project, PublishingSession
+from pypi_upload2.models import FileUploadSession, PublishingSession
+from pypi_upload2.builtin.models import Project
 from pypi_upload2.states import PublishingStatus
 from tests.conftest import build_wheel
 from tests.functional.test_deferred import fetch, run_task, update

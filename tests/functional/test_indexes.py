@@ -9,7 +9,8 @@ import zipfile
 import pytest
 import sqlalchemy as sa
 
-from pypi_upload2.models import FileUploadSession, ReleaseFile
+from pypi_upload2.models import FileUploadSession
+from pypi_upload2.builtin.models import ReleaseFile
 from tests.conftest import build_sdist, build_wheel
 
 JSON = "application/vnd.pypi.simple.v1+json"

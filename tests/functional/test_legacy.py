@@ -15,7 +15,8 @@ from pyramid.response import Response
 
 from pypi_upload2 import main
 from pypi_upload2.db import Base, utcnow
-from pypi_upload2.models import Project, PublishingSession, Release, ReleaseFile, Role, User
+from pypi_upload2.models import PublishingSession
+from pypi_upload2.builtin.models import Project, Release, ReleaseFile, Role, User
 from pypi_upload2.states import PublishingStatus
 from tests.conftest import CT, META, Uploader, assert_problem, basic, build_sdist, build_wheel
 

@@ -10,5 +10,5 @@ from pypi_upload2 import db
 
 def test_the_migrated_schema_matches_the_models(engine):
     with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), db.Base.metadata)
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"version_table": db.VERSION_TABLE}), db.Base.metadata)
     assert diff == []

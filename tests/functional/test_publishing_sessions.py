@@ -10,7 +10,8 @@ import re
 import pytest
 import sqlalchemy as sa
 
-from pypi_upload2.models import FileUploadSession, Project, PublishingSession, Release, ReleaseFile, Role, User
+from pypi_upload2.models import FileUploadSession, PublishingSession
+from pypi_upload2.builtin.models import Project, Release, ReleaseFile, Role, User
 from tests.conftest import CT, META, RFC3339_Z, assert_problem, build_sdist, build_wheel, fetch, stored
 
 

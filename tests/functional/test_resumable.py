@@ -21,7 +21,8 @@ import sqlalchemy as sa
 import webtest
 
 from pypi_upload2.mechanisms.resumable import IDENTIFIER
-from pypi_upload2.models import FileUploadSession, Role, User
+from pypi_upload2.models import FileUploadSession
+from pypi_upload2.builtin.models import Role, User
 from pypi_upload2 import main
 from tests.conftest import Uploader, assert_problem, basic, build_wheel, free_port, wait_for
 

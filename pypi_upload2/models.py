@@ -1,3 +1,8 @@
+"""What the plugin owns: publishing sessions, their file upload sessions, and the new
+project names they reserve. Everything else is the host's (interfaces.py); host rows are
+referred to by the text keys the host gives, so that one schema serves integer and UUID hosts
+alike (and no foreign key crosses into another application's tables)."""
+
 from __future__ import annotations
 
 import datetime
@@ -5,8 +10,11 @@ import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from ..db import Base, UTCDateTime, utcnow
-from ..states import FileStatus, PublishingStatus
+from .db import Base, UTCDateTime, utcnow
+from .states import FileStatus, PublishingStatus
+
+#: A host row's key as text: an integer's digits, a UUID's 36 characters.
+HostKey = sa.String(64)
 
 
 def _status(enum_cls):
@@ -17,10 +25,11 @@ def _status(enum_cls):
 class PublishingSession(Base):
     """A staged release of one (project, version), published atomically or canceled."""
 
-    __tablename__ = "publishing_sessions"
+    __tablename__ = "upload2_publishing_sessions"
     __table_args__ = (
         # One live (non-terminal) session per release, as the PEP requires.
-        sa.Index("uq_publishing_sessions_live_release", "release_id", unique=True,
+        sa.Index("uq_upload2_publishing_sessions_live_release", "normalized_name", "canonical_version",
+                 unique=True,
                  sqlite_where=sa.text("status IN ('open', 'processing', 'error')"),
                  postgresql_where=sa.text("status IN ('open', 'processing', 'error')")),
     )
@@ -30,32 +39,37 @@ class PublishingSession(Base):
     # authorized uploader (409 Location, status body); lookups go by digest.
     token: Mapped[str] = mapped_column(sa.String(64))
     token_digest: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    # The project's name as the host shows it (or as the first session gave a new one).
     name: Mapped[str] = mapped_column(sa.String(200))
+    normalized_name: Mapped[str] = mapped_column(sa.String(200), index=True)
     version: Mapped[str] = mapped_column(sa.String(100))
-    project_id: Mapped[int | None] = mapped_column(sa.ForeignKey("projects.id", ondelete="SET NULL"),
-                                                   index=True)
-    release_id: Mapped[int | None] = mapped_column(sa.ForeignKey("releases.id", ondelete="SET NULL"))
-    created_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+    canonical_version: Mapped[str] = mapped_column(sa.String(100))
+    created_by: Mapped[str] = mapped_column(HostKey)
     status: Mapped[PublishingStatus] = mapped_column(_status(PublishingStatus),
                                                      default=PublishingStatus.OPEN, index=True)
     notices: Mapped[list] = mapped_column(sa.JSON, default=list)
     created: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime, index=True)
+    # Since when a deferred publish has been processing: the re-send deadline counts from it.
+    processing_since: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime)
+    # When the session was published or canceled: status retention counts from it.
     ended_at: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime)
 
-    project = relationship("Project")
-    release = relationship("Release")
     files: Mapped[list[FileUploadSession]] = relationship(
         back_populates="publishing_session", order_by="FileUploadSession.id", passive_deletes=True)
+
+    #: The host's project, set when services/loading.py authorizes a request (None: the
+    #: name is only reserved). Not a column: the host's rows are the host's.
+    host_project = None
 
 
 class FileUploadSession(Base):
     """One file's upload into a publishing session."""
 
-    __tablename__ = "file_upload_sessions"
+    __tablename__ = "upload2_file_upload_sessions"
     __table_args__ = (
         # A filename has at most one live entry in a session's ``files`` map.
-        sa.Index("uq_file_upload_sessions_live_filename", "publishing_session_id", "filename",
+        sa.Index("uq_upload2_file_upload_sessions_live_filename", "publishing_session_id", "filename",
                  unique=True,
                  sqlite_where=sa.text("status != 'canceled'"),
                  postgresql_where=sa.text("status != 'canceled'")),
@@ -63,7 +77,7 @@ class FileUploadSession(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     publishing_session_id: Mapped[int] = mapped_column(
-        sa.ForeignKey("publishing_sessions.id", ondelete="CASCADE"), index=True)
+        sa.ForeignKey("upload2_publishing_sessions.id", ondelete="CASCADE"), index=True)
     filename: Mapped[str] = mapped_column(sa.Text)
     packagetype: Mapped[str] = mapped_column(sa.String(20))
     size: Mapped[int] = mapped_column(sa.BigInteger)
@@ -73,12 +87,16 @@ class FileUploadSession(Base):
     notices: Mapped[list] = mapped_column(sa.JSON, default=list)
     created: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime)
-    # What the mechanism received: byte count and digests computed while writing.
+    # What the mechanism received (services/receiving.py): bytes so far, and the digests
+    # computed while writing them once the last byte arrived.
     received_size: Mapped[int | None] = mapped_column(sa.BigInteger)
     received_hashes: Mapped[dict | None] = mapped_column(sa.JSON)
+    # When the last byte arrived: the upload is whole from then on.
     received_at: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime)
     # Resumable appends: the hashing state of the first received_size bytes (services/digests.py).
     digest_state: Mapped[dict | None] = mapped_column(sa.JSON)
+    # Since when deferred verification has been processing: the re-send deadline counts from it.
+    processing_since: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime)
     # Filled in when the file is completed and its core metadata extracted.
     requires_python: Mapped[str | None] = mapped_column(sa.Text)
     metadata_sha256: Mapped[str | None] = mapped_column(sa.String(64))
@@ -97,3 +115,14 @@ class FileUploadSession(Base):
     @property
     def sha256(self) -> str | None:
         return (self.received_hashes or {}).get("sha256")
+
+
+class NameReservation(Base):
+    """A new project name held by the first-release sessions of one principal, as the PEP
+    requires, until one of them publishes (the host registers it) or all of them end."""
+
+    __tablename__ = "upload2_name_reservations"
+
+    normalized_name: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
+    principal_key: Mapped[str] = mapped_column(HostKey)
+    created: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,0 +1,21 @@
+"""The built-in index: the standalone server's users and API tokens, projects and roles,
+releases, files and public ``/simple/``, as one implementation of the plugin's interfaces
+(interfaces.py). ``pypi_upload2`` includes it unless ``upload2.index`` names another."""
+
+from ..interfaces import (IAuthentication, IAuthorization, IFilenames, IProjects, IPublishedFiles, IPublisher,
+                          IReleases)
+
+
+def includeme(config):
+    from . import models  # noqa: F401  (its tables join the plugin's metadata)
+    from .auth import RoleAuthorization, TokenAuthentication
+    from .index import BuiltinIndex
+
+    config.register_service_factory(TokenAuthentication.create_service, IAuthentication)
+    config.register_service_factory(RoleAuthorization.create_service, IAuthorization)
+    for iface in (IProjects, IReleases, IFilenames, IPublisher, IPublishedFiles):
+        config.register_service_factory(BuiltinIndex.create_service, iface)
+    config.registry["upload2.index_checks"] = ("pypi_upload2.builtin.checks.project_quota",)
+    # The public index, unless a host serves its own /simple/ and /files/.
+    if config.registry["upload2.settings"].simple_index:
+        config.include(".views")

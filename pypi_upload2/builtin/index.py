@@ -1,0 +1,126 @@
+"""The built-in index behind the plugin's interfaces: its projects, releases, filename
+registry, publication and published files, all in its own tables (models.py)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+from zope.interface import implementer
+
+from ..db import utcnow
+from ..interfaces import IFilenames, IProjects, IPublishedFiles, IPublisher, IReleases
+from ..problems import Conflict, FilenameConflict
+from ..services.versions import canonical_version
+from ..views.index import Entry, core_metadata_sha256
+from .models import Filename, Project, Release, ReleaseFile, Role
+
+
+def _insert(db, *objs) -> bool:
+    """Insert ``objs`` in a savepoint; False when a unique constraint refused them."""
+    try:
+        with db.begin_nested():
+            db.add_all(objs)
+            db.flush()
+    except sa.exc.IntegrityError:
+        return False
+    return True
+
+
+@implementer(IProjects, IReleases, IFilenames, IPublisher, IPublishedFiles)
+class BuiltinIndex:
+    def __init__(self, db):
+        self.db = db
+
+    @classmethod
+    def create_service(cls, context, request):
+        return cls(request.db)
+
+    # -- IProjects -------------------------------------------------------------------------
+
+    def find(self, request, normalized_name: str) -> Project | None:
+        return self.db.scalar(sa.select(Project).where(Project.normalized_name == normalized_name))
+
+    def display_name(self, project: Project) -> str:
+        return project.name
+
+    def check_new_name(self, request, principal, name: str) -> None:
+        """Any valid name that is free may be registered here."""
+
+    def register(self, request, owner_key: str, name: str) -> Project:
+        project = Project(name=name, normalized_name=canonicalize_name(name))
+        if not _insert(self.db, project):
+            raise Conflict("Name taken", f"The project name {name!r} was registered meanwhile.", source="name")
+        self.db.add(Role(project_id=project.id, user_id=int(owner_key), role_name="Owner"))
+        return project
+
+    # -- IReleases -------------------------------------------------------------------------
+
+    def _release(self, project: Project, version: Version) -> Release | None:
+        return self.db.scalar(sa.select(Release).where(
+            Release.project_id == project.id, Release.canonical_version == canonical_version(version)))
+
+    def first_published(self, request, project: Project, version: Version):
+        release = self._release(project, version)
+        return release.published_at if release is not None else None
+
+    def has_sdist(self, request, project: Project, version: Version) -> bool:
+        return self.db.scalar(sa.select(ReleaseFile.id).join(Release).where(
+            Release.project_id == project.id, Release.canonical_version == canonical_version(version),
+            ReleaseFile.packagetype == "sdist")) is not None
+
+    # -- IFilenames ------------------------------------------------------------------------
+
+    def used(self, request, filename: str) -> bool:
+        return self.db.get(Filename, filename) is not None
+
+    def reserve(self, request, filenames: list[str]) -> None:
+        # The primary key settles races between every door at once.
+        if not _insert(self.db, *[Filename(filename=name) for name in filenames]):
+            taken = set(self.db.scalars(sa.select(Filename.filename).where(Filename.filename.in_(filenames))))
+            raise FilenameConflict([{"source": name, "message": "a file with this name already exists"}
+                                    for name in filenames if name in taken])
+
+    def release(self, request, filenames: list[str]) -> None:
+        published = sa.select(ReleaseFile.filename).where(ReleaseFile.filename.in_(filenames))
+        self.db.execute(sa.delete(Filename).where(Filename.filename.in_(filenames),
+                                                  Filename.filename.not_in(published)))
+
+    # -- IPublisher ------------------------------------------------------------------------
+
+    def publish(self, request, session, files, project: Project) -> None:
+        now = utcnow()
+        version = Version(session.version)
+        release = self._release(project, version)
+        if release is None:
+            release = Release(project_id=project.id, version=session.version,
+                              canonical_version=canonical_version(version), published_at=now)
+            self.db.add(release)
+            self.db.flush()
+        rows = [ReleaseFile(release_id=release.id, filename=f.filename, packagetype=f.packagetype,
+                            size=f.received_size, sha256=f.sha256, requires_python=f.requires_python,
+                            blob_key=f.blob_key, metadata_sha256=f.metadata_sha256,
+                            uploaded_at=f.received_at, published_at=now, publishing_session_id=session.id)
+                for f in files]
+        # The one-sdist index settles races with concurrent publishes to the same release.
+        if not _insert(self.db, *rows):
+            raise FilenameConflict([{"source": f.filename, "message": "the release already has an sdist"}
+                                    for f in files if f.packagetype == "sdist"])
+
+    # -- IPublishedFiles -------------------------------------------------------------------
+
+    def _entry(self, request, f: ReleaseFile, version: str) -> Entry:
+        url = request.route_url("simple.file", file_id=f.id, filename=f.filename)
+        return Entry(filename=f.filename, url=url, version=version, size=f.size, sha256=f.sha256,
+                     requires_python=f.requires_python, metadata_sha256=core_metadata_sha256(f),
+                     upload_time=f.published_at)
+
+    def entries(self, request, project: Project) -> list[Entry]:
+        rows = self.db.execute(sa.select(ReleaseFile, Release.version).join(Release)
+                               .where(Release.project_id == project.id).order_by(ReleaseFile.filename))
+        return [self._entry(request, f, version) for f, version in rows]
+
+    def find_file(self, request, filename: str) -> Entry | None:
+        row = self.db.execute(sa.select(ReleaseFile, Release.version).join(Release)
+                              .where(ReleaseFile.filename == filename)).first()
+        return self._entry(request, *row) if row is not None else None

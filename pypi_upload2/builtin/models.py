@@ -1,0 +1,124 @@
+"""The built-in index's own rows: users and API tokens, projects and roles, published
+releases and their files, and the registry of every filename ever used. A host index keeps
+its own instead; nothing outside ``pypi_upload2.builtin`` reads these."""
+
+from __future__ import annotations
+
+import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from ..db import Base, UTCDateTime, utcnow
+
+
+class User(Base):
+    __tablename__ = "upload2_users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(sa.String(100), unique=True)
+    created: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    tokens: Mapped[list[ApiToken]] = relationship(back_populates="user", cascade="all, delete-orphan")
+
+
+class ApiToken(Base):
+    """An API token; only a digest of its secret part is stored."""
+
+    __tablename__ = "upload2_api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("upload2_users.id", ondelete="CASCADE"), index=True)
+    digest: Mapped[str] = mapped_column(sa.String(64))
+    created: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    user: Mapped[User] = relationship(back_populates="tokens")
+
+
+class Project(Base):
+    """A registered project: its first release was published (a new name is only reserved
+    before that, by the plugin's sessions)."""
+
+    __tablename__ = "upload2_projects"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(200))
+    normalized_name: Mapped[str] = mapped_column(sa.String(200), unique=True)
+    created: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    roles: Mapped[list[Role]] = relationship(back_populates="project", cascade="all, delete-orphan",
+                                             passive_deletes=True)
+    releases: Mapped[list[Release]] = relationship(back_populates="project", cascade="all, delete-orphan",
+                                                   passive_deletes=True)
+
+
+class Role(Base):
+    __tablename__ = "upload2_roles"
+    __table_args__ = (sa.UniqueConstraint("project_id", "user_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(sa.ForeignKey("upload2_projects.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("upload2_users.id", ondelete="CASCADE"), index=True)
+    role_name: Mapped[str] = mapped_column(sa.String(20), default="Maintainer")
+
+    project: Mapped[Project] = relationship(back_populates="roles")
+
+
+class Release(Base):
+    """A published version of a project (a staged one lives in its publishing session)."""
+
+    __tablename__ = "upload2_releases"
+    __table_args__ = (sa.UniqueConstraint("project_id", "canonical_version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(sa.ForeignKey("upload2_projects.id", ondelete="CASCADE"))
+    version: Mapped[str] = mapped_column(sa.String(100))
+    canonical_version: Mapped[str] = mapped_column(sa.String(100))
+    # When its first files were published: the new-files window counts from it.
+    published_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    project: Mapped[Project] = relationship(back_populates="releases")
+    files: Mapped[list[ReleaseFile]] = relationship(back_populates="release", passive_deletes=True)
+
+
+class ReleaseFile(Base):
+    """A published file of a release."""
+
+    __tablename__ = "upload2_release_files"
+    __table_args__ = (
+        # At most one sdist per release.
+        sa.Index("uq_upload2_release_files_one_sdist", "release_id", unique=True,
+                 sqlite_where=sa.text("packagetype = 'sdist'"),
+                 postgresql_where=sa.text("packagetype = 'sdist'")),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    release_id: Mapped[int] = mapped_column(sa.ForeignKey("upload2_releases.id", ondelete="CASCADE"), index=True)
+    filename: Mapped[str] = mapped_column(sa.Text, unique=True)
+    packagetype: Mapped[str] = mapped_column(sa.String(20))
+    size: Mapped[int] = mapped_column(sa.BigInteger)
+    sha256: Mapped[str] = mapped_column(sa.String(64))
+    requires_python: Mapped[str | None] = mapped_column(sa.Text)
+    blob_key: Mapped[str] = mapped_column(sa.Text)
+    metadata_sha256: Mapped[str | None] = mapped_column(sa.String(64))
+    # When its last byte arrived, and when it became public (PEP 700's upload-time).
+    uploaded_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    published_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    publishing_session_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("upload2_publishing_sessions.id", ondelete="SET NULL"), index=True)
+
+    release: Mapped[Release] = relationship(back_populates="files")
+
+    @property
+    def metadata_key(self) -> str:
+        return self.blob_key + ".metadata"
+
+
+class Filename(Base):
+    """Every filename ever used, published or held by a publish in progress: a name, once
+    used, is never usable again (as on PyPI), whichever door it came through."""
+
+    __tablename__ = "upload2_filenames"
+
+    filename: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    created: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow)

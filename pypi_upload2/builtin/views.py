@@ -1,0 +1,61 @@
+"""The built-in index's public simple index: published releases and files only (nothing
+staged is in its tables)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from packaging.utils import InvalidName, canonicalize_name
+from pyramid.httpexceptions import HTTPNotFound
+
+from ..db import parse_id
+from ..interfaces import IFileStorage, IPublishedFiles
+from ..views.index import canonical_redirect, core_metadata_sha256, file_response, index_page, project_page
+from .models import Project, Release, ReleaseFile
+
+
+def _visible(query):
+    """Projects with a published file."""
+    return query.where(Project.id.in_(sa.select(Release.project_id).join(ReleaseFile)))
+
+
+def simple_index(request):
+    projects = request.db.execute(
+        _visible(sa.select(Project.name, Project.normalized_name)).order_by(Project.normalized_name)).all()
+    return index_page(request, [tuple(p) for p in projects],
+                      lambda n: request.route_url("simple.project", name=n))
+
+
+def simple_project(request):
+    name = request.matchdict["name"]
+    try:
+        normalized = canonicalize_name(name, validate=True)
+    except InvalidName:  # no project has such a name (and a NUL byte would fail the query)
+        raise HTTPNotFound()
+    canonical_redirect(request, name, normalized)
+    project = request.db.scalar(_visible(sa.select(Project)).where(Project.normalized_name == normalized))
+    if project is None:
+        raise HTTPNotFound()
+    return project_page(request, project.name, normalized,
+                        request.find_service(IPublishedFiles).entries(request, project))
+
+
+def simple_file(request):
+    filename = request.matchdict["filename"]
+    metadata = filename.endswith(".metadata")
+    file_id = parse_id(request.matchdict["file_id"])
+    f = request.db.get(ReleaseFile, file_id) if file_id is not None else None
+    if (f is None or f.filename != filename.removesuffix(".metadata")
+            or (metadata and not core_metadata_sha256(f))):
+        raise HTTPNotFound()
+    storage = request.find_service(IFileStorage)
+    return file_response(request, storage.path(f.metadata_key if metadata else f.blob_key), f.filename,
+                         metadata=metadata)
+
+
+def includeme(config):
+    config.add_route("simple.index", "/simple/")
+    config.add_route("simple.project", "/simple/{name}/")
+    config.add_route("simple.file", "/files/{file_id}/{filename}")
+    config.add_view(simple_index, route_name="simple.index", request_method="GET")
+    config.add_view(simple_project, route_name="simple.project", request_method="GET")
+    config.add_view(simple_file, route_name="simple.file", request_method="GET")

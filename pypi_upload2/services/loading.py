@@ -1,0 +1,140 @@
+"""Loading and locking: the one place that reads sessions and files for a request or a task,
+authorizes the caller, and takes row locks in one fixed order (the publishing session,
+then its file), so that two writers never wait on each other in a cycle."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy import orm
+
+from .. import states
+from ..db import parse_id
+from ..interfaces import IAuthentication, IAuthorization, IProjects
+from ..models import FileUploadSession, PublishingSession
+from ..problems import Conflict, Forbidden, NotFound, Unauthorized
+from ..states import FileStatus, PublishingStatus
+from .auth import basic_credentials, secret_digest
+
+LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE for FOR UPDATE NOWAIT on a held row
+
+
+def principal(request):
+    """The host's principal making the request; 401 without one."""
+    found = request.find_service(IAuthentication).identify(request)
+    if found is None:
+        realm = request.registry["upload2.settings"].realm
+        if basic_credentials(request) is not None or request.authorization is not None:
+            detail = "The token is not valid (or was revoked)."
+        else:
+            detail = "Send an API token with HTTP Basic authentication, username __token__."
+        raise Unauthorized("Authentication required", detail, source="Authorization",
+                           headers={"WWW-Authenticate": f'Basic realm="{realm}"'})
+    return found
+
+
+def principal_key(request, who) -> str:
+    return request.find_service(IAuthentication).principal_key(who)
+
+
+def project(request, session: PublishingSession):
+    """The host's project of ``session``; None while its name is only reserved."""
+    return request.find_service(IProjects).find(request, session.normalized_name)
+
+
+def authorize(request, who, session: PublishingSession):
+    """The PEP's per-request check: the caller may upload to the session's project now (a
+    reserved name's session: the principal that created it). Returns the host's project."""
+    found = project(request, session)
+    if found is None:
+        allowed = session.created_by == principal_key(request, who)
+    else:
+        allowed = request.find_service(IAuthorization).may_upload(request, who, found)
+    if not allowed:
+        raise Forbidden("Not allowed", f"You may not upload to {session.name!r}.", source="authorization")
+    session.host_project = found
+    return found
+
+
+def _by_token(token: str):
+    return sa.select(PublishingSession).where(PublishingSession.token_digest == secret_digest(token))
+
+
+def publishing_session(request, *, lock: bool = False) -> PublishingSession:
+    """The session the URL's token names, after authorizing the caller; ``lock`` holds its
+    row for the rest of the transaction."""
+    who = principal(request)
+    query = _by_token(request.matchdict["token"])
+    if lock:
+        query = query.with_for_update()
+    session = request.db.scalar(query)
+    if session is None:
+        raise NotFound("No such session", "There is no publishing session at this URL.", source="url")
+    authorize(request, who, session)
+    return session
+
+
+def _file_query(request, session: PublishingSession, mechanism: str | None):
+    file_id = parse_id(request.matchdict["file_id"])
+    query = sa.select(FileUploadSession).where(
+        FileUploadSession.id == file_id if file_id is not None else sa.false(),
+        FileUploadSession.publishing_session_id == session.id)
+    return query if mechanism is None else query.where(FileUploadSession.mechanism == mechanism)
+
+
+def file_session(request, *, lock: str | None = None, lock_session: bool = False,
+                 mechanism: str | None = None) -> FileUploadSession:
+    """The file the URL names in its session. ``lock``: "update" waits for the row, "nowait"
+    fails at once with 409 while another request holds it (two appends never interleave),
+    "read" waits for a writer in flight. ``mechanism``: only a file uploaded with it."""
+    session = publishing_session(request, lock=lock_session)
+    query = _file_query(request, session, mechanism)
+    if lock == "update":
+        query = query.with_for_update()
+    elif lock == "nowait":
+        query = query.with_for_update(nowait=True)
+    elif lock == "read":
+        query = query.with_for_update(read=True)
+    try:
+        found = request.db.scalar(query)
+    except sa.exc.OperationalError as exc:
+        if getattr(exc.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+            raise
+        raise Conflict("Upload in progress", "Another request is writing to this upload; once it ends, "
+                       "resume from the offset HEAD reports.", source="Upload-Offset")
+    # A canceled session's files are purged: their URLs are gone with them.
+    if found is None or session.status == PublishingStatus.CANCELED:
+        raise NotFound("No such file", "There is no file upload session at this URL.", source="url")
+    # Hand the file the session just authorized: the ORM keeps loaded objects only while
+    # something refers to them, and would otherwise load the session a second time.
+    orm.attributes.set_committed_value(found, "publishing_session", session)
+    return found
+
+
+def live_stage(request) -> PublishingSession:
+    """The session behind a stage URL: the token is the capability, no login needed."""
+    session = request.db.scalar(_by_token(request.matchdict["token"]))
+    if session is None or session.status in (PublishingStatus.CANCELED, PublishingStatus.PUBLISHED):
+        raise NotFound("No such stage", "There is no staged release at this URL.", source="url")
+    return session
+
+
+def locked_session(db, session_id: int) -> PublishingSession | None:
+    """A task's view of a session: loaded fresh under its row lock."""
+    return db.scalar(sa.select(PublishingSession).where(PublishingSession.id == session_id)
+                     .with_for_update().execution_options(populate_existing=True))
+
+
+def lock_file(db, file_session: FileUploadSession) -> FileStatus | None:
+    """Lock a file a task already read, in the fixed order (its session, then the file), and
+    return its status now: another request may have settled or canceled it meanwhile."""
+    db.execute(sa.select(PublishingSession.id).where(PublishingSession.id == file_session.publishing_session_id)
+               .with_for_update())
+    return db.scalar(sa.select(FileUploadSession.status).where(FileUploadSession.id == file_session.id)
+                     .with_for_update())
+
+
+def live_session_of(db, normalized_name: str, version: str) -> PublishingSession | None:
+    """The release's live publishing session, if any (version in canonical form)."""
+    return db.scalar(sa.select(PublishingSession).where(
+        PublishingSession.normalized_name == normalized_name, PublishingSession.canonical_version == version,
+        PublishingSession.status.in_(states.LIVE_PUBLISHING)))

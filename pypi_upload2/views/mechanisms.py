@@ -1,0 +1,23 @@
+"""The HTTP side of ``http-post-bytes`` (mechanisms/http_post_bytes.py)."""
+
+from __future__ import annotations
+
+from pyramid.response import Response
+from pyramid.view import view_config
+
+from ..mechanisms import http_post_bytes
+from ..problems import UnsupportedMediaType
+from ..services import loading
+
+
+@view_config(route_name=http_post_bytes.ROUTE, request_method="POST")
+def post_bytes(request):
+    # A file that negotiated another mechanism has no such upload resource (404).
+    file_session = loading.file_session(request, lock="update", mechanism=http_post_bytes.IDENTIFIER)
+    content_type = (request.content_type or "application/octet-stream").lower()
+    if content_type != "application/octet-stream":
+        raise UnsupportedMediaType("Unsupported Content-Type",
+                                   f"Send the file as application/octet-stream, not {content_type}.",
+                                   source="Content-Type")
+    http_post_bytes.receive(request, file_session, request.body_file, request.content_length)
+    return Response(status=204, content_type=None)
