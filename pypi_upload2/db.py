@@ -112,6 +112,18 @@ def request_db(request) -> Session:
     return db
 
 
+def insert(db: Session, *objs) -> bool:
+    """Insert ``objs`` in a savepoint; False when a unique constraint refused them (the
+    database settles races: the loser's savepoint rolls back, its transaction goes on)."""
+    try:
+        with db.begin_nested():
+            db.add_all(objs)
+            db.flush()
+    except sa.exc.IntegrityError:
+        return False
+    return True
+
+
 def is_postgresql(db: Session) -> bool:
     return db.get_bind().dialect.name == "postgresql"
 

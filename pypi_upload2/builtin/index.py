@@ -8,23 +8,12 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 from zope.interface import implementer
 
-from ..db import utcnow
+from ..db import insert, utcnow
 from ..interfaces import IFilenames, IProjects, IPublishedFiles, IPublisher, IReleases
 from ..problems import Conflict, FilenameConflict
 from ..services.versions import canonical_version
 from ..views.index import Entry, core_metadata_sha256
 from .models import Filename, Project, Release, ReleaseFile, Role
-
-
-def _insert(db, *objs) -> bool:
-    """Insert ``objs`` in a savepoint; False when a unique constraint refused them."""
-    try:
-        with db.begin_nested():
-            db.add_all(objs)
-            db.flush()
-    except sa.exc.IntegrityError:
-        return False
-    return True
 
 
 @implementer(IProjects, IReleases, IFilenames, IPublisher, IPublishedFiles)
@@ -49,7 +38,7 @@ class BuiltinIndex:
 
     def register(self, request, owner_key: str, name: str) -> Project:
         project = Project(name=name, normalized_name=canonicalize_name(name))
-        if not _insert(self.db, project):
+        if not insert(self.db, project):
             raise Conflict("Name taken", f"The project name {name!r} was registered meanwhile.", source="name")
         self.db.add(Role(project_id=project.id, user_id=int(owner_key), role_name="Owner"))
         return project
@@ -76,7 +65,7 @@ class BuiltinIndex:
 
     def reserve(self, request, filenames: list[str]) -> None:
         # The primary key settles races between every door at once.
-        if not _insert(self.db, *[Filename(filename=name) for name in filenames]):
+        if not insert(self.db, *[Filename(filename=name) for name in filenames]):
             taken = set(self.db.scalars(sa.select(Filename.filename).where(Filename.filename.in_(filenames))))
             raise FilenameConflict([{"source": name, "message": "a file with this name already exists"}
                                     for name in filenames if name in taken])
@@ -102,10 +91,15 @@ class BuiltinIndex:
                             blob_key=f.blob_key, metadata_sha256=f.metadata_sha256,
                             uploaded_at=f.received_at, published_at=now, publishing_session_id=session.id)
                 for f in files]
-        # The one-sdist index settles races with concurrent publishes to the same release.
-        if not _insert(self.db, *rows):
-            raise FilenameConflict([{"source": f.filename, "message": "the release already has an sdist"}
-                                    for f in files if f.packagetype == "sdist"])
+        # The unique filename and one-sdist indexes settle races with concurrent publishes.
+        if not insert(self.db, *rows):
+            taken = set(self.db.scalars(sa.select(ReleaseFile.filename).where(
+                ReleaseFile.filename.in_([f.filename for f in files]))))
+            raise FilenameConflict(
+                [{"source": f.filename, "message": "a file with this name already exists"}
+                 for f in files if f.filename in taken]
+                or [{"source": f.filename, "message": "the release already has an sdist"}
+                    for f in files if f.packagetype == "sdist"])
 
     # -- IPublishedFiles -------------------------------------------------------------------
 

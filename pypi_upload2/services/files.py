@@ -8,11 +8,10 @@ import logging
 import os
 import re
 
-import sqlalchemy as sa
 from packaging.version import Version
 
 from .. import states
-from ..db import utcnow
+from ..db import insert, utcnow
 from ..interfaces import IFilenames, IFileStorage, IReleases, ITaskQueue
 from ..models import FileUploadSession, PublishingSession
 from ..problems import BadRequest, Conflict, ContentTooLarge, UnprocessableContent
@@ -113,11 +112,7 @@ def create(request, session: PublishingSession, body: dict) -> FileUploadSession
         expires_at=min(session.expires_at,
                        utcnow() + datetime.timedelta(seconds=settings.file_session_lifetime)),
     )
-    try:
-        with db.begin_nested():
-            db.add(file_session)
-            db.flush()
-    except sa.exc.IntegrityError:
+    if not insert(db, file_session):
         raise Conflict("Upload in progress", f"{filename!r} is already being uploaded.", source="filename")
     return file_session
 

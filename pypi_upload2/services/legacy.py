@@ -19,7 +19,7 @@ from packaging.version import InvalidVersion, Version
 from ..interfaces import IAuthorization, IFileStorage, IProjects, IPublishedFiles
 from ..mechanisms.http_post_bytes import IDENTIFIER as HTTP_POST_BYTES
 from ..models import PublishingSession
-from ..problems import BadRequest, Conflict, ContentTooLarge, Forbidden
+from ..problems import BadRequest, Conflict, ContentTooLarge, Forbidden, UnprocessableContent
 from ..states import FileStatus
 from . import files, formdata, loading, publication, publishing
 from .cleanup import purge_after_commit, purge_on_abort
@@ -166,15 +166,18 @@ def _session(request, who, upload: Upload, *, staged: bool) -> tuple[PublishingS
     the release's live one (locked and authorized as every 2.0 edit), else a new one; a new
     one in any case when there is none."""
     name, version = upload.fields["name"], upload.fields["version"]
-    try:
-        return publishing.create(request, who, name, version), True
-    except Conflict as conflict:
-        if "Location" not in conflict.headers:
-            raise
-        url = conflict.headers["Location"]
     _, normalized, parsed = parse_name_version(name, version)
-    live = loading.live_session_of(request.db, normalized, canonical_version(parsed))
-    if live is None:  # it ended between two queries
+    for _attempt in range(2):  # a live session that ends between the two queries is none: create again
+        try:
+            return publishing.create(request, who, name, version), True
+        except Conflict as conflict:
+            if "Location" not in conflict.headers:
+                raise
+            url = conflict.headers["Location"]
+        live = loading.live_session_of(request.db, normalized, canonical_version(parsed))
+        if live is not None:
+            break
+    else:
         raise Conflict("Session ended", "The release's publishing session just ended; retry.", source="version")
     if not staged:
         # A file published beside a live session would make its staged release public piecemeal.
@@ -213,7 +216,12 @@ def publish(request, who, upload: Upload) -> bool:
         return _exists(request, upload, existing)
     session, _ = _session(request, who, upload, staged=False)
     _add(request, session, upload)
-    publication.publish(request, session, session.host_project, deferrable=False)
+    try:
+        publication.publish(request, session, session.host_project, deferrable=False)
+    except UnprocessableContent as failed:
+        # Legacy clients show only the status line (views/legacy.py): it says what failed.
+        failed.detail = "; ".join(e["message"] for e in failed.errors)
+        raise
     return True
 
 

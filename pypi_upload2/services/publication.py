@@ -17,7 +17,7 @@ from .. import states
 from ..db import utcnow
 from ..interfaces import IFilenames, IProjects, IPublisher, IReleases, ITaskQueue
 from ..models import FileUploadSession, NameReservation, PublishingSession
-from ..problems import BadRequest, Conflict, FilenameConflict, UnprocessableContent
+from ..problems import BadRequest, Conflict, Problem, UnprocessableContent
 from ..states import FileStatus, PublishingStatus
 from . import checks, loading
 from .publishing import live_files
@@ -119,8 +119,8 @@ def conclude(request, session_id: int, errors: list[dict]) -> None:
             with request.db.begin_nested():
                 _publish_reserved(request, session, files, loading.project(request, session), "succeed")
             return
-        except FilenameConflict as conflict:
-            errors = conflict.errors
+        except Problem as refusal:  # the host refused: a conflict, its naming rules, its limits
+            errors = refusal.errors
     _fail(request, session, files, errors)
 
 

@@ -9,7 +9,7 @@ import secrets
 import sqlalchemy as sa
 
 from .. import states
-from ..db import utcnow
+from ..db import insert, utcnow
 from ..interfaces import IAuthorization, IProjects
 from ..models import FileUploadSession, NameReservation, PublishingSession
 from ..problems import BadRequest, Conflict, Forbidden
@@ -24,17 +24,6 @@ def live_files(session: PublishingSession) -> list[FileUploadSession]:
     return [f for f in session.files if f.status != FileStatus.CANCELED]
 
 
-def _insert(db, obj) -> bool:
-    """Insert ``obj`` in a savepoint; False when a unique constraint refused it."""
-    try:
-        with db.begin_nested():
-            db.add(obj)
-            db.flush()
-    except sa.exc.IntegrityError:
-        return False
-    return True
-
-
 def reserve_name(request, who, name: str, normalized: str) -> None:
     """Hold a new project name for ``who``'s first-release sessions (the PEP's reservation),
     after the host's naming rules and registration policy allow it."""
@@ -44,7 +33,7 @@ def reserve_name(request, who, name: str, normalized: str) -> None:
     request.find_service(IProjects).check_new_name(request, who, name)
     key = loading.principal_key(request, who)
     held = db.get(NameReservation, normalized)
-    if held is None and _insert(db, NameReservation(normalized_name=normalized, principal_key=key)):
+    if held is None and insert(db, NameReservation(normalized_name=normalized, principal_key=key)):
         return
     held = db.get(NameReservation, normalized, populate_existing=True)
     if held is None or held.principal_key != key:
@@ -72,9 +61,10 @@ def create(request, who, name, version) -> PublishingSession:
         created_by=loading.principal_key(request, who), status=states.PublishingStatus.OPEN, notices=[],
         expires_at=utcnow() + datetime.timedelta(seconds=settings.session_lifetime),
     )
-    if not _insert(db, session):
+    if not insert(db, session):
         existing = loading.live_session_of(db, normalized, session.canonical_version)
         raise session_exists(request, existing or session)
+    session.host_project = project  # as loading.authorize sets it: later steps of this request use it
     return session
 
 

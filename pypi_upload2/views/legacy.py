@@ -18,6 +18,7 @@ from pyramid.settings import asbool
 from ..problems import MethodNotAllowed, Problem
 from ..services import legacy, loading
 from .errors import problem_response
+from .registration import view_options
 from .requests import CONTENT_TYPE
 from .upload2 import create_session, respond, session_body
 
@@ -80,7 +81,8 @@ def legacy_problem(exc, request):
 def add_upload2_dispatch(config, route_name: str) -> None:
     """Answer ``POST`` with the Upload 2.0 media type on ``route_name`` exactly as the 2.0
     root does; every other request to the route keeps going to its own views."""
-    config.add_view(create_session, route_name=route_name, request_method="POST", header=UPLOAD2_REQUEST)
+    config.add_view(create_session, route_name=route_name, request_method="POST", header=UPLOAD2_REQUEST,
+                    **view_options(config.registry, "POST"))
 
 
 def includeme(config):

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from pyramid.response import Response
-from pyramid.view import view_config
+from .registration import upload2_view
 
 from ..mechanisms import http_post_bytes
 from ..problems import UnsupportedMediaType
 from ..services import loading
 
 
-@view_config(route_name=http_post_bytes.ROUTE, request_method="POST")
+@upload2_view(route_name=http_post_bytes.ROUTE, request_method="POST")
 def post_bytes(request):
     # A file that negotiated another mechanism has no such upload resource (404).
     file_session = loading.file_session(request, lock="update", mechanism=http_post_bytes.IDENTIFIER)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from pyramid.response import Response
-from pyramid.view import view_config
+from .registration import upload2_view
 
 from .. import states
 from ..db import utcnow
@@ -87,7 +87,7 @@ def _limit(request, upload: FileUploadSession) -> dict[str, str]:
     return {"Upload-Limit": f"max-size={upload.size}, max-append-size={max_append_size}, max-age={max_age}"}
 
 
-@view_config(route_name=ROUTE, request_method="HEAD")
+@upload2_view(route_name=ROUTE, request_method="HEAD")
 def offset(request):
     upload = _upload(request, lock="read")
     response = Response(status=204, content_type=None)
@@ -95,7 +95,7 @@ def offset(request):
     return response
 
 
-@view_config(route_name=ROUTE, request_method="OPTIONS")
+@upload2_view(route_name=ROUTE, request_method="OPTIONS")
 def options(request):
     upload = _upload(request)
     response = Response(status=204, content_type=None)
@@ -103,7 +103,7 @@ def options(request):
     return response
 
 
-@view_config(route_name=ROUTE, request_method="PATCH")
+@upload2_view(route_name=ROUTE, request_method="PATCH")
 def append(request):
     upload = _upload(request, lock="nowait")
     settings = request.registry["upload2.settings"]
@@ -167,7 +167,7 @@ def _overflow(request, upload, remaining: int):
     return problem_response(problem)  # rendered, not raised: the failure is kept
 
 
-@view_config(route_name=ROUTE, request_method="DELETE")
+@upload2_view(route_name=ROUTE, request_method="DELETE")
 def cancel(request):
     """The draft's upload cancellation is the PEP's file upload session cancellation."""
     upload = loading.file_session(request, lock="update", lock_session=True, mechanism=IDENTIFIER)
@@ -175,7 +175,7 @@ def cancel(request):
     return Response(status=204, content_type=None)
 
 
-@view_config(route_name=ROUTE)
+@upload2_view(route_name=ROUTE)
 def method_not_allowed(request):
     raise MethodNotAllowed("Method not allowed", f"{request.method} is not allowed here; use {ALLOW}.",
                            source="method", headers={"Allow": ALLOW})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from packaging.utils import canonicalize_name
-from pyramid.view import view_config
+from .registration import upload2_view
 
 from ..interfaces import IFileStorage, IPublishedFiles
 from ..problems import NotFound
@@ -30,7 +30,7 @@ def _staged_entries(request, session) -> list[Entry]:
     ]
 
 
-@view_config(route_name="upload2.stage", request_method="GET")
+@upload2_view(route_name="upload2.stage", request_method="GET")
 def stage_index(request):
     session = loading.live_stage(request)
     normalized = session.normalized_name
@@ -38,7 +38,7 @@ def stage_index(request):
                                lambda n: request.route_url("upload2.stage.project", token=session.token, name=n)))
 
 
-@view_config(route_name="upload2.stage.project", request_method="GET")
+@upload2_view(route_name="upload2.stage.project", request_method="GET")
 def stage_project(request):
     session = loading.live_stage(request)
     name = request.matchdict["name"]
@@ -52,7 +52,7 @@ def stage_project(request):
     return _private(project_page(request, session.name, normalized, sorted(entries, key=lambda e: e.filename)))
 
 
-@view_config(route_name="upload2.stage.file", request_method="GET")
+@upload2_view(route_name="upload2.stage.file", request_method="GET")
 def stage_file(request):
     session = loading.live_stage(request)
     filename = request.matchdict["filename"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from pyramid.response import Response
-from pyramid.view import view_config
+from .registration import upload2_view
 
 from ..problems import MethodNotAllowed
 from ..services import files, loading, publication, publishing
@@ -72,7 +72,7 @@ def file_body(request, file_session) -> dict:
     }
 
 
-@view_config(route_name="upload2.root", request_method="POST")
+@upload2_view(route_name="upload2.root", request_method="POST")
 def create_session(request):
     who = loading.principal(request)
     body = json_body(request)
@@ -81,7 +81,7 @@ def create_session(request):
     return respond(session_body(request, session), 201, Location=location)
 
 
-@view_config(route_name="upload2.session", request_method="GET")
+@upload2_view(route_name="upload2.session", request_method="GET")
 def session_status(request):
     session = loading.publishing_session(request)
     # While a deferred publish runs, tell pollers when to look again.
@@ -89,14 +89,14 @@ def session_status(request):
     return respond(session_body(request, session), **polling)
 
 
-@view_config(route_name="upload2.session", request_method="DELETE")
+@upload2_view(route_name="upload2.session", request_method="DELETE")
 def cancel_session(request):
     session = loading.publishing_session(request, lock=True)
     publishing.cancel(request, session)
     return respond(session_body(request, session))
 
 
-@view_config(route_name="upload2.publish", request_method="POST")
+@upload2_view(route_name="upload2.publish", request_method="POST")
 def publish_session(request):
     session = loading.publishing_session(request, lock=True)
     json_body(request)
@@ -108,7 +108,7 @@ def publish_session(request):
     return respond(session_body(request, session), 201, Location=location)
 
 
-@view_config(route_name="upload2.extend", request_method="POST")
+@upload2_view(route_name="upload2.extend", request_method="POST")
 def extend_session(request):
     session = loading.publishing_session(request, lock=True)
     body = json_body(request)
@@ -116,7 +116,7 @@ def extend_session(request):
     return respond(session_body(request, session))
 
 
-@view_config(route_name="upload2.upload", request_method="POST")
+@upload2_view(route_name="upload2.upload", request_method="POST")
 def create_file(request):
     session = loading.publishing_session(request, lock=True)
     body = json_body(request)
@@ -125,20 +125,20 @@ def create_file(request):
                    Location=file_url(request, file_session))
 
 
-@view_config(route_name="upload2.file", request_method="GET")
+@upload2_view(route_name="upload2.file", request_method="GET")
 def file_status(request):
     file_session = loading.file_session(request)
     return respond(file_body(request, file_session), Retry_After=POLL_SECONDS)
 
 
-@view_config(route_name="upload2.file", request_method="DELETE")
+@upload2_view(route_name="upload2.file", request_method="DELETE")
 def delete_file(request):
     file_session = loading.file_session(request, lock="update", lock_session=True)
     files.delete(request, file_session)
     return Response(status=204, content_type=None)
 
 
-@view_config(route_name="upload2.file.complete", request_method="POST")
+@upload2_view(route_name="upload2.file.complete", request_method="POST")
 def complete_file(request):
     file_session = loading.file_session(request, lock="update")
     json_body(request)
@@ -155,7 +155,7 @@ def complete_file(request):
     return respond(file_body(request, file_session), 201, Location=location)
 
 
-@view_config(route_name="upload2.file.extend", request_method="POST")
+@upload2_view(route_name="upload2.file.extend", request_method="POST")
 def extend_file(request):
     file_session = loading.file_session(request, lock="update")
     body = json_body(request)
@@ -163,15 +163,15 @@ def extend_file(request):
     return respond(file_body(request, file_session))
 
 
-@view_config(route_name="upload2.root")
-@view_config(route_name="upload2.session")
-@view_config(route_name="upload2.publish")
-@view_config(route_name="upload2.extend")
-@view_config(route_name="upload2.upload")
-@view_config(route_name="upload2.file")
-@view_config(route_name="upload2.file.complete")
-@view_config(route_name="upload2.file.extend")
-@view_config(route_name="upload2.file.bytes")
+@upload2_view(route_name="upload2.root")
+@upload2_view(route_name="upload2.session")
+@upload2_view(route_name="upload2.publish")
+@upload2_view(route_name="upload2.extend")
+@upload2_view(route_name="upload2.upload")
+@upload2_view(route_name="upload2.file")
+@upload2_view(route_name="upload2.file.complete")
+@upload2_view(route_name="upload2.file.extend")
+@upload2_view(route_name="upload2.file.bytes")
 def method_not_allowed(request):
     allow = ALLOWED_METHODS[request.matched_route.name]
     raise MethodNotAllowed("Method not allowed", f"{request.method} is not allowed here; use {allow}.",

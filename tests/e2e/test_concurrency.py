@@ -28,10 +28,10 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from pypi_upload2.models import FileUploadSession, PublishingSession
+from pypi_upload2.models import FileUploadSession, NameReservation, PublishingSession
 from pypi_upload2.builtin.models import Project, Release, ReleaseFile, Role, User
 from pypi_upload2.states import LIVE_PUBLISHING as LIVE
-from pypi_upload2.states import FileStatus
+from pypi_upload2.states import FileStatus, PublishingStatus
 from tests.conftest import build_wheel
 
 THREADS = 8
@@ -207,7 +207,10 @@ def test_concurrent_publishes_of_one_session(clients, dbsession, storage_dir, di
     assert statuses(results) == {201: 1, 409: THREADS - 1}, [r.text for r in results]
     for wheel in wheels:
         assert len(published_wheel(dbsession, wheel.name)) == 1
-    assert dbsession.scalar(sa.select(sa.func.count()).select_from(Release).where(Release.published)) == 1
+    # A Release row exists only once published: one, published by the one session.
+    assert dbsession.scalar(sa.select(sa.func.count()).select_from(Release)) == 1
+    assert dbsession.scalar(sa.select(sa.func.count()).select_from(Project)) == 1
+    assert list(dbsession.scalars(sa.select(PublishingSession.status))) == [PublishingStatus.PUBLISHED]
     dbsession.rollback()
     assert_no_orphans(dbsession, storage_dir)
 
@@ -245,14 +248,16 @@ def test_concurrent_first_sessions_for_a_new_name_by_different_users(clients, db
     # Losers never learn the winner's session: its token is a capability.
     assert all("Location" not in r.headers for r in results if r.status_code == 403)
     winner = f"user{next(i for i, r in enumerate(results) if r.status_code == 201)}"
-    projects = list(dbsession.scalars(sa.select(Project)))
+    # The name is only reserved (no project before a first publish), by the winner alone.
+    assert dbsession.scalar(sa.select(sa.func.count()).select_from(Project)) == 0
+    assert dbsession.scalar(sa.select(sa.func.count()).select_from(Role)) == 0
+    reservations = list(dbsession.scalars(sa.select(NameReservation)))
     live = list(dbsession.scalars(sa.select(PublishingSession).where(PublishingSession.status.in_(LIVE))))
-    roles = list(dbsession.scalars(sa.select(Role)))
-    assert [(p.normalized_name, p.registered_at) for p in projects] == [("brand-new", None)]
-    assert len(live) == 1 and live[0].project_id == projects[0].id
-    owner = dbsession.scalar(sa.select(User.username).where(User.id == live[0].created_by_id))
+    assert [r.normalized_name for r in reservations] == ["brand-new"]
+    assert len(live) == 1 and live[0].normalized_name == "brand-new"
+    assert live[0].created_by == reservations[0].principal_key
+    owner = dbsession.scalar(sa.select(User.username).where(User.id == int(live[0].created_by)))
     assert owner == winner
-    assert [(r.project_id, r.user_id) for r in roles] == [(projects[0].id, live[0].created_by_id)]
     dbsession.rollback()
 
 
@@ -268,8 +273,11 @@ def test_concurrent_session_creations_by_one_user(clients, dbsession, dist_dir, 
     assert statuses(results) == {201: 1, 409: THREADS - 1}, [r.text for r in results]
     location = next(r for r in results if r.status_code == 201).headers["Location"]
     assert {r.headers["Location"] for r in results} == {location}
-    assert dbsession.scalar(sa.select(sa.func.count()).select_from(Project)) == 1
-    assert dbsession.scalar(sa.select(sa.func.count()).select_from(Release).where(Release.version == "1.0")) == 1
-    assert dbsession.scalar(sa.select(sa.func.count()).select_from(PublishingSession).where(
-        PublishingSession.status.in_(LIVE))) == 1
+    # Nothing of the index is created before a publish: a project only when one was published,
+    # the name otherwise reserved once; no release 1.0 yet.
+    assert dbsession.scalar(sa.select(sa.func.count()).select_from(Project)) == (1 if existing else 0)
+    assert dbsession.scalar(sa.select(sa.func.count()).select_from(NameReservation)) == (0 if existing else 1)
+    assert dbsession.scalar(sa.select(sa.func.count()).select_from(Release).where(Release.version == "1.0")) == 0
+    live = list(dbsession.scalars(sa.select(PublishingSession).where(PublishingSession.status.in_(LIVE))))
+    assert len(live) == 1 and live[0].version == "1.0"
     dbsession.rollback()

@@ -21,8 +21,8 @@ import sqlalchemy as sa
 
 from pypi_upload2.mechanisms.resumable import IDENTIFIER
 from pypi_upload2.models import FileUploadSession, PublishingSession
-from pypi_upload2.builtin.models import Release, ReleaseFile
-from tests.conftest import basic, build_wheel, free_port
+from pypi_upload2.builtin.models import Filename, Release, ReleaseFile
+from tests.conftest import basic, build_sdist, build_wheel, free_port
 from tests.functional.test_resumable import PARTIAL, gunicorn, raw_patch_start, read_response
 
 BIN = os.path.dirname(sys.executable)
@@ -208,32 +208,46 @@ def test_a_wrong_hash_ends_in_error(worker, base, client, dist_dir):
 
 def test_a_deferred_publish_hitting_a_conflict_ends_in_error_then_is_fixed(worker, base, client, dist_dir,
                                                                          dbsession):
-    taken, other = build_wheel(dist_dir, "foo", "1.0"), build_wheel(dist_dir, "foo", "1.0", tag="py2-none-any")
-    session = call(client, base + "/2.0/", {"name": "foo", "version": "1.0"}, 201).json()
-    for path in (taken, other):
-        upload = start_resumable(client, session, path)
-        send_rest(client, upload, path.read_bytes(), 4096)
-        call(client, upload["links"]["complete"], expected=202)
-        assert settled(client, upload["links"]["file-upload-session"])["status"] == "completed"
-    # Meanwhile the filename is published by another path of the index (the legacy API refuses
-    # a version with a live session, so the row stands for one that raced past that check).
+    def stage(*paths) -> dict:
+        session = call(client, base + "/2.0/", {"name": "foo", "version": "1.0"}, 201).json()
+        for path in paths:
+            upload = start_resumable(client, session, path)
+            send_rest(client, upload, path.read_bytes(), 4096)
+            call(client, upload["links"]["complete"], expected=202)
+            assert settled(client, upload["links"]["file-upload-session"])["status"] == "completed"
+        return session
+
+    # foo 1.0 is published with a first wheel; a second session stages its sdist and a wheel.
+    first = build_wheel(dist_dir, "foo", "1.0")
+    first_session = stage(first)
+    call(client, first_session["links"]["publish"], expected=202)
+    assert settled(client, first_session["links"]["session"])["status"] == "published"
+    taken, other = build_sdist(dist_dir, "foo", "1.0"), build_wheel(dist_dir, "foo", "1.0", tag="py2-none-any")
+    session = stage(taken, other)
+    # Meanwhile another door of the index publishes an sdist of 1.0 (under another filename,
+    # so the publish request's filename reservation succeeds): the task's publish then finds
+    # the release's one sdist taken.
     release_id = dbsession.scalar(sa.select(Release.id))
-    dbsession.add(ReleaseFile(release_id=release_id, filename=taken.name, packagetype="bdist_wheel", size=1,
-                              sha256="0" * 64, blob_key="elsewhere", published_at=sa.func.now()))
+    dbsession.add_all([Filename(filename="Foo-1.0.tar.gz"),
+                       ReleaseFile(release_id=release_id, filename="Foo-1.0.tar.gz", packagetype="sdist", size=1,
+                                   sha256="0" * 64, blob_key="elsewhere", published_at=sa.func.now())])
     dbsession.commit()
     call(client, session["links"]["publish"], expected=202)
     status = settled(client, session["links"]["session"])
     assert status["status"] == "error"
     assert any(taken.name in notice for notice in status["notices"])
-    assert status["files"][taken.name]["notices"]
-    reserved = dbsession.scalars(sa.select(ReleaseFile.filename).where(ReleaseFile.published_at.is_(None))).all()
+    assert status["files"][taken.name]["notices"] and not status["files"][other.name]["notices"]
+    # The reservation is released: no filename is held without being published.
+    reserved = dbsession.scalars(sa.select(Filename.filename).where(
+        Filename.filename.not_in(sa.select(ReleaseFile.filename)))).all()
     dbsession.rollback()
     assert reserved == []
     client.delete(status["files"][taken.name]["link"]).raise_for_status()
     call(client, session["links"]["publish"], expected=202)
     assert settled(client, session["links"]["session"])["status"] == "published"
     listed = client.get(f"{base}/simple/foo/", headers={"Accept": "application/vnd.pypi.simple.v1+json"}).json()
-    assert [f["filename"] for f in listed["files"] if f["hashes"]["sha256"] != "0" * 64] == [other.name]
+    assert [f["filename"] for f in listed["files"] if f["hashes"]["sha256"] != "0" * 64] == sorted(
+        [first.name, other.name])
 
 
 def waiting_on_a_lock(dbsession) -> bool:

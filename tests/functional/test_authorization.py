@@ -8,7 +8,7 @@ import argparse
 import pytest
 import sqlalchemy as sa
 
-from pypi_upload2.admin import project_grant, project_revoke
+from pypi_upload2.admin import Failure, project_grant, project_revoke
 from pypi_upload2.builtin.models import Project, Role, User
 from tests.conftest import CT, assert_problem, build_sdist, build_wheel
 
@@ -66,12 +66,25 @@ def test_a_granted_user_may_upload_to_and_publish_anothers_session(
     assert {wheel.name, sdist.name} <= {a.text for a in page.html.find_all("a")}
 
 
-def test_a_user_granted_on_a_reserved_name_may_join_its_first_release(alice, bob, dist_dir, dbsession):
+def test_a_reserved_names_first_release_is_its_creators_until_published_then_the_projects(
+        alice, bob, dist_dir, dbsession):
+    # A reserved new name is no project of the host's yet: nobody can be granted a role on it,
+    # and only the principal that reserved it may use its sessions.
     session = alice.create_session("fresh", "1.0").json
+    later = alice.create_session("fresh", "2.0").json
     assert_problem(bob.start_file(session, build_wheel(dist_dir, "fresh", "1.0"), status=403), 403)
+    assert_problem(bob.get(session["links"]["session"], status=403), 403, "authorization")
+    assert_problem(bob.publish(session, status=403), 403, "authorization")
+    with pytest.raises(Failure, match="no such project"):
+        cli(dbsession, project_grant, "bob", "fresh")
+    dbsession.rollback()
+    alice.upload(session, build_wheel(dist_dir, "fresh", "1.0"))
+    assert alice.publish(session).json["status"] == "published"
+    # Registered: a user granted on the project may join the other first-release session.
+    assert_problem(bob.get(later["links"]["session"], status=403), 403, "authorization")
     grant(dbsession, "bob", "fresh")
-    bob.upload(session, build_wheel(dist_dir, "fresh", "1.0"))
-    assert bob.publish(session).json["status"] == "published"
+    bob.upload(later, build_wheel(dist_dir, "fresh", "2.0"))
+    assert bob.publish(later).json["status"] == "published"
 
 
 def _requests(alice, session, file, done):
@@ -129,10 +142,14 @@ def test_revoking_the_creators_role_refuses_every_request_until_it_is_restored(
 
 
 def test_revoking_the_role_of_a_reserved_names_creator_refuses_it_too(alice, dist_dir, dbsession):
-    session = alice.create_session("fresh", "1.0").json
+    # Both sessions were created while the name was only reserved; once the first publishes,
+    # the other is authorized by the creator's role on the project, not by having created it.
+    first = alice.create_session("fresh", "1.0").json
+    session = alice.create_session("fresh", "2.0").json
+    alice.publish(first)
     revoke(dbsession, "alice", "fresh")
     assert_problem(alice.get(session["links"]["session"], status=403), 403)
-    assert_problem(alice.start_file(session, build_wheel(dist_dir, "fresh", "1.0"), status=403), 403)
+    assert_problem(alice.start_file(session, build_wheel(dist_dir, "fresh", "2.0"), status=403), 403)
     assert_problem(alice.publish(session, status=403), 403)
     assert_problem(alice.delete(session["links"]["session"], status=403), 403)
     grant(dbsession, "alice", "fresh")
@@ -153,9 +170,9 @@ def test_a_403_changes_nothing(alice, bob, registered, dist_dir):
     assert alice.get(file["links"]["file-upload-session"]).json == file
 
 
-def test_the_stage_needs_no_credentials(alice, bob, testapp, dist_dir, dbsession):
-    session = alice.create_session("foo", "1.0").json
-    wheel = build_wheel(dist_dir, "foo", "1.0")
+def test_the_stage_needs_no_credentials(alice, bob, registered, testapp, dist_dir, dbsession):
+    session = alice.create_session("foo", "2.0").json
+    wheel = build_wheel(dist_dir, "foo", "2.0")
     alice.upload(session, wheel)
     for headers in ({}, bob.headers):
         index = testapp.get(session["links"]["stage"], headers=headers)
@@ -165,6 +182,7 @@ def test_the_stage_needs_no_credentials(alice, bob, testapp, dist_dir, dbsession
         assert testapp.get(link, headers=headers).body == wheel.read_bytes()
     # Not even a revoked creator loses it: the token is the capability.
     revoke(dbsession, "alice", "foo")
+    assert_problem(alice.get(session["links"]["session"], status=403), 403, "authorization")
     assert testapp.get(session["links"]["stage"] + "foo/", headers=alice.headers).status_int == 200
     # The status URL, by contrast, needs authorization.
     response = testapp.get(session["links"]["session"], status=401, headers={"Content-Type": CT})

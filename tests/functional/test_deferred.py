@@ -18,13 +18,13 @@ import webtest
 from pyramid.config import Configurator
 from pyramid.response import Response
 
-from pypi_upload2 import main
+from pypi_upload2 import main, tasks
 from pypi_upload2.interfaces import ITaskQueue
 from pypi_upload2.services import digests, files
 from pypi_upload2.services.digests import ResumableDigests
 from pypi_upload2.services.streaming import copy_hashing as real_copy_hashing
 from pypi_upload2.models import FileUploadSession, PublishingSession
-from pypi_upload2.builtin.models import Release, ReleaseFile
+from pypi_upload2.builtin.models import Filename, Release, ReleaseFile
 from pypi_upload2.states import FileStatus, PublishingStatus
 from tests.artifacts import sha256_file
 from tests.conftest import Uploader, assert_problem, build_sdist, build_wheel
@@ -58,6 +58,10 @@ def fetch(dbsession, query):
 
 def long_ago() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=1)
+
+
+def just_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
 
 
 @pytest.fixture
@@ -292,9 +296,11 @@ def test_a_verification_stuck_past_the_deadline_is_sent_again(alice, wheel, dbse
     other = build_wheel(wheel.parent, "foo", "1.0", tag="py2-none-any")
     recent = start(alice, session, other)
     send_all(alice, recent, other.read_bytes(), 8192)
-    update(dbsession, FileUploadSession, {"status": FileStatus.PROCESSING, "received_at": long_ago()},
+    update(dbsession, FileUploadSession, {"status": FileStatus.PROCESSING, "processing_since": long_ago()},
            id=file_id(stuck))
-    update(dbsession, FileUploadSession, {"status": FileStatus.PROCESSING}, id=file_id(recent))
+    # The deadline counts from when processing began, not from when the last byte arrived.
+    update(dbsession, FileUploadSession, {"status": FileStatus.PROCESSING, "processing_since": just_now(),
+                                          "received_at": long_ago()}, id=file_id(recent))
     run_task(testapp.app, "resend_processing")
     assert verifications(caplog) == 1
     assert alice.get(stuck["links"]["file-upload-session"]).json["status"] == "completed"
@@ -325,7 +331,22 @@ def staged(uploader: Uploader, *paths, version="1.0") -> dict:
 
 
 def reservations(dbsession) -> list[str]:
-    return sorted(f.filename for f in fetch(dbsession, sa.select(ReleaseFile).where(ReleaseFile.published_at.is_(None))))
+    """Filenames a publish in progress holds: reserved in the registry, not published."""
+    published = sa.select(ReleaseFile.filename)
+    return sorted(fetch(dbsession, sa.select(Filename.filename).where(Filename.filename.not_in(published))))
+
+
+def publish_held_back(uploader: Uploader, session: dict, monkeypatch) -> int:
+    """A deferred publish the request accepted (202, filenames reserved) whose task has not
+    run yet (a worker's backlog, a lost message); returns the session's id."""
+    with monkeypatch.context() as held_back:
+        held_back.setattr(tasks, "_send", lambda committed, task, args: None)
+        assert uploader.publish(session, status=202).json["status"] == "processing"
+    assert uploader.get(session["links"]["session"]).json["status"] == "processing"
+    db = uploader.app.app.registry["upload2.engine"]
+    with db.connect() as conn:
+        return conn.scalar(sa.select(PublishingSession.id).where(
+            PublishingSession.status == PublishingStatus.PROCESSING))
 
 
 def test_a_deferred_publish_answers_202_and_a_task_publishes(deferred, dist_dir, dbsession):
@@ -351,21 +372,30 @@ def test_a_publish_in_processing_refuses_cancel_and_edits(deferred, wheel, dbses
     alice.start_file(session, build_wheel(dist_dir, "foo", "1.0", tag="py2-none-any"), status=409)
 
 
-def test_a_conflict_found_by_the_task_ends_in_error_with_notices_then_a_fix_publishes(deferred, dist_dir, dbsession):
+def test_a_conflict_found_by_the_task_ends_in_error_with_notices_then_a_fix_publishes(deferred, dist_dir, dbsession,
+                                                                                      monkeypatch):
     alice = deferred()
-    taken, other = build_wheel(dist_dir, "foo", "1.0"), build_wheel(dist_dir, "foo", "1.0", tag="py2-none-any")
+    first = staged(alice, build_wheel(dist_dir, "foo", "1.0"))
+    alice.publish(first, status=202)
+    assert alice.get(first["links"]["session"]).json["status"] == "published"
+    taken, other = build_sdist(dist_dir, "foo", "1.0"), build_wheel(dist_dir, "foo", "1.0", tag="py2-none-any")
     session = staged(alice, taken, other)
-    # Meanwhile the same filename is published another way (a legacy upload, say).
-    release_id = fetch(dbsession, sa.select(Release.id))[0]
-    dbsession.add(ReleaseFile(release_id=release_id, filename=taken.name, packagetype="bdist_wheel", size=1,
-                              sha256="0" * 64, blob_key="elsewhere", published_at=long_ago()))
+    # The request reserves the filenames; before its task runs, the index publishes an sdist
+    # of the release another way (a door of the host's), which the task's publish then hits.
+    session_id = publish_held_back(alice, session, monkeypatch)
+    assert reservations(dbsession) == sorted([taken.name, other.name])
+    [release_id] = fetch(dbsession, sa.select(Release.id))
+    dbsession.add_all([Filename(filename="Foo-1.0.tar.gz"),
+                       ReleaseFile(release_id=release_id, filename="Foo-1.0.tar.gz", packagetype="sdist", size=1,
+                                   sha256="0" * 64, blob_key="elsewhere", published_at=long_ago())])
     dbsession.commit()
-    alice.publish(session, status=202)
+    run_task(alice.app.app, "publish_session", session_id)
     status = alice.get(session["links"]["session"]).json
     assert status["status"] == "error"
     assert any(taken.name in notice for notice in status["notices"])
     assert status["files"][taken.name]["notices"] and not status["files"][other.name]["notices"]
     assert reservations(dbsession) == []  # released: the other file's name is free again
+    assert other.name not in alice.app.get("/simple/foo/").text
     # The session is editable: drop the conflicting file, publish again.
     alice.delete(status["files"][taken.name]["link"], status=204)
     alice.publish(session, status=202)
@@ -382,7 +412,7 @@ def reject_py2(request, session, files):
 
 
 def test_a_publish_check_can_fail_the_publish_with_per_file_notices(deferred, dist_dir):
-    alice = deferred(**{"upload2.publish_checks": "pypi_upload2.services.checks.project_quota "
+    alice = deferred(**{"upload2.publish_checks": "pypi_upload2.builtin.checks.project_quota "
                                                   "tests.functional.test_deferred.reject_py2"})
     good, bad = build_wheel(dist_dir, "foo", "1.0"), build_wheel(dist_dir, "foo", "1.0", tag="py2-none-any")
     session = staged(alice, good, bad)
@@ -425,23 +455,24 @@ def test_the_metadata_check_catches_stored_metadata_that_disagrees(deferred, whe
     assert "names project 'bar'" in status["files"][wheel.name]["notices"][0]
 
 
-def test_a_publish_stuck_past_the_deadline_is_sent_again_and_finishes_its_reservations(deferred, wheel, dbsession):
+def test_a_publish_stuck_past_the_deadline_is_sent_again_and_finishes_its_reservations(deferred, wheel, dbsession,
+                                                                                        monkeypatch):
     alice = deferred()
     session = staged(alice, wheel)
-    [f] = fetch(dbsession, sa.select(FileUploadSession))
-    [release] = fetch(dbsession, sa.select(Release))
-    session_id = f.publishing_session_id
-    # A worker died after reserving the filename: the session is processing, the row reserved.
-    update(dbsession, PublishingSession, {"status": PublishingStatus.PROCESSING, "ended_at": long_ago()})
-    dbsession.add(ReleaseFile(release_id=release.id, filename=wheel.name, packagetype="bdist_wheel",
-                              size=f.received_size, sha256=f.sha256, blob_key=f.blob_key,
-                              publishing_session_id=session_id, published_at=None))
-    dbsession.commit()
+    # The request reserved the filename, then its message was lost (or its worker died).
+    session_id = publish_held_back(alice, session, monkeypatch)
+    assert reservations(dbsession) == [wheel.name]
+    # Within the deadline (counted from processing_since) its worker may still be at it.
+    run_task(alice.app.app, "resend_processing")
+    assert alice.get(session["links"]["session"]).json["status"] == "processing"
+    update(dbsession, PublishingSession, {"processing_since": long_ago()}, id=session_id)
     assert alice.app.get("/simple/foo/", status=404)
     run_task(alice.app.app, "resend_processing")
     assert alice.get(session["links"]["session"]).json["status"] == "published"
     [row] = fetch(dbsession, sa.select(ReleaseFile))
-    assert row.published_at is not None
+    assert row.published_at is not None and row.publishing_session_id == session_id
+    assert reservations(dbsession) == []
+    assert wheel.name in alice.app.get("/simple/foo/").text
     # A duplicate of the message finds the work done.
     run_task(alice.app.app, "publish_session", session_id)
     assert len(fetch(dbsession, sa.select(ReleaseFile))) == 1

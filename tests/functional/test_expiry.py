@@ -8,7 +8,7 @@ import datetime
 import pytest
 import sqlalchemy as sa
 
-from pypi_upload2.models import FileUploadSession, PublishingSession
+from pypi_upload2.models import FileUploadSession, NameReservation, PublishingSession
 from pypi_upload2.builtin.models import Project
 from pypi_upload2.states import PublishingStatus
 from tests.conftest import build_wheel
@@ -35,6 +35,7 @@ def test_an_expired_session_is_canceled_its_bytes_purged_and_its_new_name_freed(
     assert stored(storage_dir)
     # bob may not take the name while alice's session holds it.
     bob.create_session("newname", "1.0", status=403)
+    assert [r.normalized_name for r in fetch(dbsession, sa.select(NameReservation))] == ["newname"]
     expire(dbsession, session)
     run_task(testapp.app, "expire_sessions")
     status = alice.get(session["links"]["session"]).json
@@ -42,6 +43,7 @@ def test_an_expired_session_is_canceled_its_bytes_purged_and_its_new_name_freed(
     assert status["notices"] == ["Canceled by the server: the session expired."]
     assert stored(storage_dir) == []
     assert fetch(dbsession, sa.select(Project)) == []
+    assert fetch(dbsession, sa.select(NameReservation)) == []
     assert bob.create_session("newname", "1.0").status_int == 201
 
 

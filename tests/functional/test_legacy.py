@@ -13,10 +13,10 @@ import webtest
 from pyramid.config import Configurator
 from pyramid.response import Response
 
-from pypi_upload2 import main
-from pypi_upload2.db import Base, utcnow
-from pypi_upload2.models import PublishingSession
-from pypi_upload2.builtin.models import Project, Release, ReleaseFile, Role, User
+from pypi_upload2 import main, tasks
+from pypi_upload2.db import Base
+from pypi_upload2.models import NameReservation, PublishingSession
+from pypi_upload2.builtin.models import Filename, Project, Release, ReleaseFile, Role, User
 from pypi_upload2.states import PublishingStatus
 from tests.conftest import CT, META, Uploader, assert_problem, basic, build_sdist, build_wheel
 
@@ -77,13 +77,16 @@ def stored(storage_dir) -> set[str]:
 
 
 # The tables an upload writes (the accounts are the tests' own arrangement).
-STATE_TABLES = ("projects", "roles", "releases", "release_files", "publishing_sessions", "file_upload_sessions")
+STATE_TABLES = ("upload2_projects", "upload2_roles", "upload2_releases", "upload2_release_files",
+                "upload2_filenames", "upload2_publishing_sessions", "upload2_file_upload_sessions",
+                "upload2_name_reservations")
 
 
 def snapshot(dbsession, storage_dir) -> tuple[dict, set[str]]:
     """Every row an upload could add or change, and every stored blob."""
     rows = {t.name: dbsession.execute(sa.select(t).order_by(*t.primary_key.columns)).all()
             for t in Base.metadata.sorted_tables if t.name in STATE_TABLES}
+    assert rows.keys() == set(STATE_TABLES)  # a renamed table must not drop out of the comparison
     dbsession.rollback()  # no transaction left open: SQLite writers queue on it
     return rows, stored(storage_dir)
 
@@ -130,13 +133,22 @@ def test_upload_publishes_each_file_at_once(legacy_alice, testapp, dbsession, di
     assert files[wheel.name]["requires-python"] == ">=3.9"
     metadata = testapp.get(files[wheel.name]["url"] + ".metadata").body
     assert hashlib.sha256(metadata).hexdigest() == files[wheel.name]["core-metadata"]["sha256"]
-    # The uploader of a new project becomes its Owner; the project is registered.
+    # The uploader of a new project becomes its Owner; the project is registered (its row
+    # exists once its first release is published) and no name reservation is left.
     project = dbsession.scalar(sa.select(Project).where(Project.normalized_name == "foo"))
-    assert project.registered_at is not None
+    assert project is not None
+    assert dbsession.scalar(sa.select(sa.func.count()).select_from(NameReservation)) == 0
     role = dbsession.scalar(sa.select(Role).join(User).where(User.username == "alice"))
     assert (role.project_id, role.role_name) == (project.id, "Owner")
     release = dbsession.scalar(sa.select(Release))
-    assert release.published and release.published_at is not None
+    assert release.published_at is not None
+    # Each upload went through a publishing session of its own, published at once.
+    sessions = dbsession.scalars(sa.select(PublishingSession).order_by(PublishingSession.id)).all()
+    assert [(s.status, s.ended_at is not None) for s in sessions] == [(PublishingStatus.PUBLISHED, True)] * 2
+    assert [[f.filename for f in s.files] for s in sessions] == [[wheel.name], [sdist.name]]
+    assert dbsession.scalars(sa.select(ReleaseFile.publishing_session_id).order_by(ReleaseFile.id)).all() == [
+        s.id for s in sessions]
+    assert set(dbsession.scalars(sa.select(Filename.filename))) == {wheel.name, sdist.name}
     # Every stored blob belongs to a published file (its bytes and its metadata).
     rows = dbsession.scalars(sa.select(ReleaseFile)).all()
     assert stored(storage_dir) == {k for f in rows for k in (f.blob_key, f.metadata_key)}
@@ -179,15 +191,16 @@ def test_a_filename_reserved_by_a_publish_in_progress_is_409(legacy_alice, dbses
     wheel = build_wheel(dist_dir, "foo", "1.0")
     sdist = build_sdist(dist_dir, "foo", "1.0")
     legacy_alice.upload(sdist)
-    # What a deferred publish holds while it runs: the row, not yet published.
-    release = dbsession.scalar(sa.select(Release))
-    dbsession.add(ReleaseFile(release_id=release.id, filename=wheel.name, packagetype="bdist_wheel", size=1,
-                              sha256="0" * 64, blob_key="sessions/0/0"))
+    # What a deferred publish holds while it runs: the filename, reserved but not published.
+    dbsession.add(Filename(filename=wheel.name))
     dbsession.commit()
     before = snapshot(dbsession, storage_dir)
+    # The 2.0 API's own answer for a filename already used (the legacy door shares the path).
     response = legacy_alice.upload(wheel, 409)
-    assert "reserved by a publish in progress" in response.json["detail"]
+    assert response.status.startswith(f"409 {wheel.name!r} already exists")
+    assert response.json["title"] == "File exists"
     assert snapshot(dbsession, storage_dir) == before
+    assert wheel.name not in listed(legacy_alice.app, "foo")
 
 
 @pytest.mark.parametrize("status", [PublishingStatus.OPEN, PublishingStatus.PROCESSING, PublishingStatus.ERROR])
@@ -255,7 +268,8 @@ def test_the_session_is_not_disclosed_to_who_may_not_upload(alice, testapp, make
     session = alice.create_session("foo", "1.0").json
     token = session["links"]["session"].rstrip("/").rsplit("/", 1)[1]
     response = Legacy(testapp, make_user("bob")).upload(build_wheel(dist_dir, "foo", "1.0"), 403)
-    assert response.status.startswith("403 You may not upload to 'foo'")
+    # The reserved name refuses bob as the 2.0 API's session creation does.
+    assert response.status.startswith("403 'foo' is reserved by another uploader's first release")
     assert token not in response.text and token not in str(response.headers)
     assert stored(storage_dir) == set()
 
@@ -263,7 +277,7 @@ def test_the_session_is_not_disclosed_to_who_may_not_upload(alice, testapp, make
 def test_a_name_reserved_by_another_users_session_is_403(bob, legacy_alice, testapp, dist_dir, storage_dir):
     bob.create_session("foo", "1.0")
     response = legacy_alice.upload(build_wheel(dist_dir, "foo", "2.0"), 403)
-    assert response.status.startswith("403 You may not upload to 'foo'")
+    assert response.status.startswith("403 'foo' is reserved by another uploader's first release")
     assert stored(storage_dir) == set()
     testapp.get("/simple/foo/", status=404)
 
@@ -328,8 +342,10 @@ def test_one_sdist_per_release(legacy_alice, dist_dir, storage_dir):
     other.mkdir()
     second = build_sdist(other, "foo", "1.0")
     renamed = second.rename(other / "Foo-1.0.tar.gz")
-    response = legacy_alice.upload(renamed, 400, name="Foo")
-    assert response.status == "400 Only one sdist may be uploaded per release."
+    # 409, as the 2.0 API answers a second sdist (the legacy door shares its path).
+    response = legacy_alice.upload(renamed, 409, name="Foo")
+    assert response.status == "409 The release already has an sdist."
+    assert response.json["title"] == "Second sdist"
     assert stored(storage_dir) == before
 
 
@@ -411,7 +427,7 @@ def other_bytes(c):
 
 def second_sdist(c):
     renamed = build_sdist(c.dir, "foo", "1.0").rename(c.dir / "Foo-1.0.tar.gz")
-    return c.alice.upload(renamed, 400, name="Foo")
+    return c.alice.upload(renamed, 409, name="Foo")
 
 
 def wheel(c, version="1.1", **options):
@@ -456,7 +472,7 @@ ERRORS = [
                  id="staged-into-a-new-session"),
     # The one filename namespace and the release rules.
     pytest.param(400, "400 File already exists: 'foo-1.0-py3-none-any.whl'", other_bytes, id="file-exists"),
-    pytest.param(400, "400 Only one sdist may be uploaded per release.", second_sdist, id="second-sdist"),
+    pytest.param(409, "409 The release already has an sdist.", second_sdist, id="second-sdist"),
     # Who may upload.
     pytest.param(401, "401 Send an API token",
                  lambda c: raw(c, twine_fields(w := wheel(c)) + [("content", (w.name, w.read_bytes()))], 401),
@@ -575,7 +591,8 @@ def test_a_session_opened_within_the_window_is_not_published_after_it(make_app, 
     assert list(listed(app, "foo")) == [wheel.name]
 
 
-def test_a_deferred_publish_the_window_closes_under_ends_in_error(make_app, make_user, dbsession, dist_dir):
+def test_a_deferred_publish_the_window_closes_under_ends_in_error(make_app, make_user, dbsession, dist_dir,
+                                                                   monkeypatch):
     app = make_app(**{"upload2.publish_mode": "deferred"})
     token = make_user("alice")
     legacy, uploader = Legacy(app, token), Uploader(app, token)
@@ -584,8 +601,13 @@ def test_a_deferred_publish_the_window_closes_under_ends_in_error(make_app, make
     session = uploader.create_session("foo", "1.0").json
     uploader.upload(session, late)
     # Accepted within the window, its task not run yet (a worker's backlog); then the window closes.
-    session_id = dbsession.scalar(sa.select(PublishingSession.id))
-    dbsession.execute(sa.update(PublishingSession).values(status=PublishingStatus.PROCESSING, ended_at=utcnow()))
+    with monkeypatch.context() as held_back:
+        held_back.setattr(tasks, "_send", lambda committed, task, args: None)
+        assert uploader.publish(session, status=202).json["status"] == "processing"
+    session_id = dbsession.scalar(sa.select(PublishingSession.id).where(
+        PublishingSession.status == PublishingStatus.PROCESSING))
+    assert set(dbsession.scalars(sa.select(Filename.filename))) == {wheel.name, late.name}  # reserved
+    dbsession.rollback()
     close_the_window(dbsession)
 
     app.app.registry["upload2.celery"].tasks["pypi_upload2.publish_session"].delay(session_id)
@@ -594,7 +616,8 @@ def test_a_deferred_publish_the_window_closes_under_ends_in_error(make_app, make
     [notice] = status["notices"]
     assert notice.startswith("Publish failed: Version 1.0 was first published at")
     assert list(listed(app, "foo")) == [wheel.name]
-    assert dbsession.scalars(sa.select(ReleaseFile.filename)).all() == [wheel.name]  # no reservation left
+    assert dbsession.scalars(sa.select(ReleaseFile.filename)).all() == [wheel.name]
+    assert dbsession.scalars(sa.select(Filename.filename)).all() == [wheel.name]  # no reservation left
     dbsession.rollback()
     assert uploader.delete(session["links"]["session"]).json["status"] == "canceled"
 

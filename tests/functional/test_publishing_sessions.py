@@ -10,8 +10,8 @@ import re
 import pytest
 import sqlalchemy as sa
 
-from pypi_upload2.models import FileUploadSession, PublishingSession
-from pypi_upload2.builtin.models import Project, Release, ReleaseFile, Role, User
+from pypi_upload2.models import FileUploadSession, NameReservation, PublishingSession
+from pypi_upload2.builtin.models import Filename, Project, ReleaseFile, Role, User
 from tests.conftest import CT, META, RFC3339_Z, assert_problem, build_sdist, build_wheel, fetch, stored
 
 
@@ -127,7 +127,9 @@ def test_the_name_is_normalized(alice, dbsession, again):
     first = alice.create_session("Foo.Bar", "1.0")
     refused = alice.create_session(again, "1.0", status=409)
     assert refused.headers["Location"] == first.headers["Location"]
-    assert fetch(dbsession, Project, normalized_name="foo-bar").name == "Foo.Bar"
+    # The first session's spelling is the name; the reservation is by the normalized one.
+    assert fetch(dbsession, PublishingSession, normalized_name="foo-bar").name == "Foo.Bar"
+    assert fetch(dbsession, NameReservation, normalized_name="foo-bar") is not None
 
 
 @pytest.mark.parametrize("again", ["1.0.0", "1.0.0.0", "v1.0", "01.0", "1.00"])
@@ -159,6 +161,8 @@ def test_an_invalid_name_or_version_is_400_naming_the_key(alice, dbsession, body
     problem = assert_problem(refused, 400, source)
     assert source in problem["detail"] or source in problem["title"].lower()
     assert dbsession.scalar(sa.select(sa.func.count()).select_from(Project)) == 0
+    assert dbsession.scalar(sa.select(sa.func.count()).select_from(NameReservation)) == 0
+    assert dbsession.scalar(sa.select(sa.func.count()).select_from(PublishingSession)) == 0
     dbsession.commit()
 
 
@@ -328,11 +332,9 @@ def test_a_publish_time_filename_conflict_is_409_and_leaves_the_session_editable
     alice.upload(session, wheel)
     alice.upload(session, sdist)
     force_status(dbsession, PublishingSession, state, token=session["session-token"])
-    # The same filename arrives through another path (e.g. the legacy API) meanwhile.
-    release = fetch(dbsession, Release, version="1.0")
-    dbsession.add(ReleaseFile(release_id=release.id, filename=wheel.name, packagetype="bdist_wheel", size=1,
-                              sha256="0" * 64, blob_key="elsewhere",
-                              published_at=datetime.datetime.now(datetime.UTC)))
+    # The same filename is used through another path (e.g. the legacy API) meanwhile: the
+    # index's filename registry now holds it.
+    dbsession.add(Filename(filename=wheel.name))
     dbsession.commit()
 
     refused = alice.publish(session, status=409)
@@ -341,13 +343,18 @@ def test_a_publish_time_filename_conflict_is_409_and_leaves_the_session_editable
     status = alice.get(session["links"]["session"]).json
     assert status["status"] == state
     assert {f["status"] for f in status["files"].values()} == {"completed"}
-    assert dbsession.scalars(sa.select(ReleaseFile.filename)).all() == [wheel.name]
+    # Nothing was published, nor the sdist's name reserved, nor the new name registered.
+    assert dbsession.scalars(sa.select(ReleaseFile.filename)).all() == []
+    assert dbsession.scalars(sa.select(Filename.filename)).all() == [wheel.name]
+    assert dbsession.scalars(sa.select(Project.normalized_name)).all() == []
     dbsession.commit()
 
     # Still editable: drop the conflicting file and publish the rest.
     alice.delete(status["files"][wheel.name]["link"], status=204)
     assert alice.get(session["links"]["session"]).json["status"] == state
     assert alice.publish(session).json["status"] == "published"
+    assert dbsession.scalars(sa.select(ReleaseFile.filename)).all() == [sdist.name]
+    dbsession.commit()
 
 
 def test_an_error_session_permits_the_same_operations_as_open(alice, testapp, dist_dir, dbsession):
@@ -440,8 +447,10 @@ class TestExtend:
 
 def test_a_session_for_an_unknown_name_reserves_it_until_published(alice, bob, testapp, dist_dir, dbsession):
     session = alice.create_session("New-Project", "1.0").json
-    project = fetch(dbsession, Project, normalized_name="new-project")
-    assert project is not None and project.registered_at is None
+    # Reserved for alice: a reservation, no project yet.
+    alice_id = fetch(dbsession, User, username="alice").id
+    assert fetch(dbsession, NameReservation, normalized_name="new-project").principal_key == str(alice_id)
+    assert fetch(dbsession, Project, normalized_name="new-project") is None
     # Reserved, not navigable through the regular index.
     assert "new-project" not in testapp.get("/simple/").text.lower()
     testapp.get("/simple/new-project/", status=404)
@@ -451,7 +460,8 @@ def test_a_session_for_an_unknown_name_reserves_it_until_published(alice, bob, t
     wheel = build_wheel(dist_dir, "new-project", "1.0")
     alice.upload(session, wheel)
     alice.publish(session)
-    assert fetch(dbsession, Project, normalized_name="new-project").registered_at is not None
+    assert fetch(dbsession, Project, normalized_name="new-project").name == "New-Project"
+    assert fetch(dbsession, NameReservation, normalized_name="new-project") is None
     assert "New-Project" in testapp.get("/simple/").text
     assert simple_filenames(testapp, "new-project") == [wheel.name]
     # The creator owns the name now; others still may not upload.
@@ -462,6 +472,7 @@ def test_a_session_for_an_unknown_name_reserves_it_until_published(alice, bob, t
 def test_cancel_releases_a_reserved_name(alice, bob, dbsession):
     session = alice.create_session("fresh", "1.0").json
     alice.delete(session["links"]["session"])
+    assert fetch(dbsession, NameReservation, normalized_name="fresh") is None
     assert fetch(dbsession, Project, normalized_name="fresh") is None
     # Still the creator's to look at, and nobody else's.
     assert alice.get(session["links"]["session"]).json["status"] == "canceled"
@@ -477,7 +488,8 @@ def test_publishing_an_empty_session_registers_the_name(alice, bob, dbsession):
     published = alice.publish(session)
     assert published.json["status"] == "published"
     assert published.json["files"] == {}
-    assert fetch(dbsession, Project, normalized_name="empty").registered_at is not None
+    assert fetch(dbsession, Project, normalized_name="empty") is not None
+    assert fetch(dbsession, NameReservation, normalized_name="empty") is None
     assert_problem(bob.create_session("empty", "2.0", status=403), 403)
     alice.create_session("empty", "2.0")
 
@@ -488,7 +500,7 @@ def test_canceling_one_of_two_sessions_of_a_reserved_name_keeps_the_reservation(
     second = alice.create_session("twin", "2.0").json
     alice.delete(first["links"]["session"])
     # The 2.0 session still holds the name.
-    assert fetch(dbsession, Project, normalized_name="twin") is not None
+    assert fetch(dbsession, NameReservation, normalized_name="twin") is not None
     assert_problem(bob.create_session("twin", "1.0", status=403), 403)
     wheel = build_wheel(dist_dir, "twin", "2.0")
     alice.upload(second, wheel)
@@ -500,12 +512,16 @@ def test_canceling_one_of_two_sessions_of_a_reserved_name_keeps_the_reservation(
     fourth = alice.create_session("triplet", "2.0").json
     alice.delete(fourth["links"]["session"])
     alice.delete(third["links"]["session"])
+    assert fetch(dbsession, NameReservation, normalized_name="triplet") is None
     assert fetch(dbsession, Project, normalized_name="triplet") is None
     assert bob.create_session("triplet", "1.0").status_int == 201
 
 
 def test_a_reservation_makes_its_creator_owner(alice, dbsession):
-    alice.create_session("mine", "1.0")
+    session = alice.create_session("mine", "1.0").json
+    alice_id = fetch(dbsession, User, username="alice").id
+    assert fetch(dbsession, NameReservation, normalized_name="mine").principal_key == str(alice_id)
+    alice.publish(session)  # the reservation becomes the project, its creator the Owner
     roles = dbsession.execute(
         sa.select(User.username, Role.role_name).join(Role, Role.user_id == User.id)
         .join(Project).where(Project.normalized_name == "mine")).all()

@@ -289,7 +289,12 @@ def test_appends_need_partial_upload_and_the_draft_headers(alice, session, wheel
     assert head(alice, upload).headers["Upload-Offset"] == "0"
 
 
-def test_every_append_is_authorized(alice, bob, session, wheel, dbsession, testapp):
+def test_every_append_is_authorized(alice, bob, wheel, dist_dir, dbsession, testapp):
+    # A registered project (its first release is published), so that its roles decide.
+    first = alice.create_session("foo", "0.9").json
+    alice.upload(first, build_wheel(dist_dir, "foo", "0.9"))
+    alice.publish(first)
+    session = alice.create_session("foo", "1.0").json
     data = wheel.read_bytes()
     upload = start(alice, session, wheel)
     patch(alice, upload, data[:1000], 0, False)
@@ -323,8 +328,8 @@ def test_an_append_loads_the_publishing_session_once(alice, session, wheel, wsgi
     finally:
         sa.event.remove(engine, "before_cursor_execute", record)
     selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
-    assert len([s for s in selects if "FROM publishing_sessions" in s]) == 1
-    assert any("FROM file_upload_sessions" in s for s in selects)
+    assert len([s for s in selects if "FROM upload2_publishing_sessions" in s]) == 1
+    assert any("FROM upload2_file_upload_sessions" in s for s in selects)
 
 
 def test_delete_on_the_upload_resource_cancels_the_file(alice, session, wheel, dbsession, storage_dir):
@@ -447,7 +452,7 @@ def holds_append_lock(dbsession) -> bool:
     a RowShareLock on the table (row locks themselves are not listed)."""
     found = dbsession.scalar(sa.text(
         "SELECT count(*) FROM pg_locks JOIN pg_class ON pg_class.oid = pg_locks.relation "
-        "WHERE pg_class.relname = 'file_upload_sessions' AND pg_locks.mode = 'RowShareLock' "
+        "WHERE pg_class.relname = 'upload2_file_upload_sessions' AND pg_locks.mode = 'RowShareLock' "
         "AND pg_locks.granted AND pg_locks.pid != pg_backend_pid()"))
     dbsession.rollback()
     return found > 0
