@@ -21,6 +21,9 @@ class IAuthentication(Interface):
         """A stable text key for ``principal`` (at most 64 characters): a session records
         its creator, and a reserved name its holder, by it."""
 
+    def challenge(request):
+        """The ``WWW-Authenticate`` value of a 401: how to authenticate (RFC 9110)."""
+
 
 class IAuthorization(Interface):
     """What the caller may do, under the host's permissions."""
@@ -86,7 +89,7 @@ class IPublisher(Interface):
         ``project``, all of them or none, in the current transaction. Their filenames are
         reserved already; the bytes are under each file's ``blob_key`` in ``IFileStorage``
         and its core metadata under ``metadata_key``. Raise ``FilenameConflict`` when the
-        host refuses a file (e.g. a second sdist)."""
+        host refuses a filename, ``SecondSdist`` when the release has an sdist already."""
 
 
 class IPublishedFiles(Interface):

@@ -73,9 +73,18 @@ class InternalServerError(Problem):
     status = 500
 
 
+class FileExists(Conflict):
+    """A filename the host's namespace holds already: published, reserved by a publish in
+    progress, or once used and deleted."""
+
+
+class SecondSdist(Conflict):
+    """An sdist for a release that has one (in the index or in the session)."""
+
+
 class FilenameConflict(Conflict):
-    """Filenames the host's namespace refuses (used already, or a second sdist); ``errors``
-    names each file."""
+    """Filenames the host's namespace refuses when a publish reserves them; ``errors`` names
+    each file."""
 
     def __init__(self, errors: list[dict]):
         super().__init__("Filename conflict", "Some files conflict with files already in the release.",

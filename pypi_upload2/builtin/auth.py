@@ -53,6 +53,9 @@ class TokenAuthentication:
     def principal_key(self, principal: User) -> str:
         return str(principal.id)
 
+    def challenge(self, request) -> str:
+        return f'Basic realm="{request.registry["upload2.settings"].realm}"'
+
 
 @implementer(IAuthorization)
 class RoleAuthorization:

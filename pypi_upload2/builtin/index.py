@@ -10,7 +10,7 @@ from zope.interface import implementer
 
 from ..db import insert, utcnow
 from ..interfaces import IFilenames, IProjects, IPublishedFiles, IPublisher, IReleases
-from ..problems import Conflict, FilenameConflict
+from ..problems import Conflict, FilenameConflict, SecondSdist
 from ..services.versions import canonical_version
 from ..views.index import Entry, core_metadata_sha256
 from .models import Filename, Project, Release, ReleaseFile, Role
@@ -95,11 +95,12 @@ class BuiltinIndex:
         if not insert(self.db, *rows):
             taken = set(self.db.scalars(sa.select(ReleaseFile.filename).where(
                 ReleaseFile.filename.in_([f.filename for f in files]))))
-            raise FilenameConflict(
-                [{"source": f.filename, "message": "a file with this name already exists"}
-                 for f in files if f.filename in taken]
-                or [{"source": f.filename, "message": "the release already has an sdist"}
-                    for f in files if f.packagetype == "sdist"])
+            if not taken:
+                raise SecondSdist("Second sdist", "The release already has an sdist.",
+                                  errors=[{"source": f.filename, "message": "the release already has an sdist"}
+                                          for f in files if f.packagetype == "sdist"])
+            raise FilenameConflict([{"source": f.filename, "message": "a file with this name already exists"}
+                                    for f in files if f.filename in taken])
 
     # -- IPublishedFiles -------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from .. import states
 from ..db import insert, utcnow
 from ..interfaces import IFilenames, IFileStorage, IReleases, ITaskQueue
 from ..models import FileUploadSession, PublishingSession
-from ..problems import BadRequest, Conflict, ContentTooLarge, UnprocessableContent
+from ..problems import BadRequest, Conflict, ContentTooLarge, FileExists, SecondSdist, UnprocessableContent
 from ..states import FileStatus
 from . import loading
 from .cleanup import purge_after_commit
@@ -90,7 +90,7 @@ def create(request, session: PublishingSession, body: dict) -> FileUploadSession
                                    f"{mechanism!r} is not supported; use one of {', '.join(mechanisms)}.",
                                    source="mechanism")
     if request.find_service(IFilenames).used(request, filename):
-        raise Conflict("File exists", f"{filename!r} already exists; published files are immutable.",
+        raise FileExists("File exists", f"{filename!r} already exists; published files are immutable.",
                        source="filename")
     for other in live_files(session):
         if other.filename == filename:
@@ -100,11 +100,11 @@ def create(request, session: PublishingSession, body: dict) -> FileUploadSession
                                source="filename")
             delete(request, other)  # a completed file is replaced by the new upload
         elif dist.packagetype == "sdist" and other.packagetype == "sdist":
-            raise Conflict("Second sdist", f"The session already has an sdist, {other.filename!r}.",
+            raise SecondSdist("Second sdist", f"The session already has an sdist, {other.filename!r}.",
                            source="filename")
     if (dist.packagetype == "sdist" and project is not None
             and request.find_service(IReleases).has_sdist(request, project, dist.version)):
-        raise Conflict("Second sdist", "The release already has an sdist.", source="filename")
+        raise SecondSdist("Second sdist", "The release already has an sdist.", source="filename")
     states.publishing(session, "edit")
     file_session = FileUploadSession(
         publishing_session_id=session.id, filename=filename, packagetype=dist.packagetype, size=size,

@@ -19,7 +19,8 @@ from packaging.version import InvalidVersion, Version
 from ..interfaces import IAuthorization, IFileStorage, IProjects, IPublishedFiles
 from ..mechanisms.http_post_bytes import IDENTIFIER as HTTP_POST_BYTES
 from ..models import PublishingSession
-from ..problems import BadRequest, Conflict, ContentTooLarge, Forbidden, UnprocessableContent
+from ..problems import (BadRequest, Conflict, ContentTooLarge, FileExists, FilenameConflict, Forbidden, SecondSdist,
+                        UnprocessableContent)
 from ..states import FileStatus
 from . import files, formdata, loading, publication, publishing
 from .cleanup import purge_after_commit, purge_on_abort
@@ -190,14 +191,17 @@ def _session(request, who, upload: Upload, *, staged: bool) -> tuple[PublishingS
     return session, False
 
 
-def _add(request, session: PublishingSession, upload: Upload):
+def _add(request, session: PublishingSession, upload: Upload, moved: list[str] | None = None):
     """The received file as a completed file of ``session``, validated and verified as the
-    2.0 API's own; its bytes move to the file upload session's key."""
+    2.0 API's own; its bytes move to the file upload session's key (appended to ``moved``)."""
     file_session = files.create(request, session, {
         "filename": upload.filename, "size": upload.size, "hashes": {"sha256": upload.sha256},
         "mechanism": HTTP_POST_BYTES})
-    purge_on_abort(request, [file_session.blob_key, file_session.metadata_key])
+    keys = [file_session.blob_key, file_session.metadata_key]
+    purge_on_abort(request, keys)
     request.find_service(IFileStorage).move(upload.key, file_session.blob_key)
+    if moved is not None:
+        moved += keys
     files.record_received(file_session, upload.size, hashes={"sha256": upload.sha256}, whole=True)
     files.complete(request, file_session)
     if file_session.status == FileStatus.ERROR:
@@ -212,16 +216,31 @@ def publish(request, who, upload: Upload) -> bool:
     _check_form(upload)
     # An already published name answers first: the same bytes are a no-op (clients re-run
     # uploads), other bytes are refused; neither publishes anything new.
-    if (existing := request.find_service(IPublishedFiles).find_file(request, upload.filename)) is not None:
+    published = request.find_service(IPublishedFiles)
+    if (existing := published.find_file(request, upload.filename)) is not None:
         return _exists(request, upload, existing)
-    session, _ = _session(request, who, upload, staged=False)
-    _add(request, session, upload)
+    moved: list[str] = []
     try:
-        publication.publish(request, session, session.host_project, deferrable=False)
+        with request.db.begin_nested():  # a refusal below leaves no session behind
+            session, _ = _session(request, who, upload, staged=False)
+            _add(request, session, upload, moved)
+            publication.publish(request, session, session.host_project, deferrable=False)
     except UnprocessableContent as failed:
         # Legacy clients show only the status line (views/legacy.py): it says what failed.
         failed.detail = "; ".join(e["message"] for e in failed.errors)
         raise
+    except SecondSdist:
+        # This door's answer since before it shared the 2.0 path (twine shows the status line).
+        raise BadRequest("Second sdist", "Only one sdist may be uploaded per release.", source="content")
+    except (FileExists, FilenameConflict):
+        # Taken meanwhile, or held: published (then answered as above), or reserved.
+        if (existing := published.find_file(request, upload.filename)) is None:
+            raise Conflict("Publish in progress",
+                           f"{upload.filename!r} is reserved by a publish in progress (retry when it has "
+                           "ended), or was the name of a file since deleted.",
+                           source="content")
+        purge_after_commit(request, moved)  # kept only if the same bytes make this a no-op
+        return _exists(request, upload, existing)
     return True
 
 

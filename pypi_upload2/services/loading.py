@@ -22,13 +22,15 @@ def principal(request):
     """The host's principal making the request; 401 without one."""
     found = request.find_service(IAuthentication).identify(request)
     if found is None:
-        realm = request.registry["upload2.settings"].realm
+        challenge = request.find_service(IAuthentication).challenge(request)
         if basic_credentials(request) is not None or request.authorization is not None:
             detail = "The token is not valid (or was revoked)."
-        else:
+        elif challenge.startswith("Basic "):
             detail = "Send an API token with HTTP Basic authentication, username __token__."
+        else:
+            detail = f"Authenticate as the WWW-Authenticate header says ({challenge})."
         raise Unauthorized("Authentication required", detail, source="Authorization",
-                           headers={"WWW-Authenticate": f'Basic realm="{realm}"'})
+                           headers={"WWW-Authenticate": challenge})
     return found
 
 

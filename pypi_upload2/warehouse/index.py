@@ -15,7 +15,7 @@ from pyramid.httpexceptions import HTTPException
 from zope.interface import implementer
 
 from ..interfaces import IFilenames, IFileStorage, IProjects, IPublishedFiles, IPublisher, IReleases
-from ..problems import BadRequest, Conflict, FilenameConflict, Forbidden, Problem
+from ..problems import BadRequest, Conflict, FilenameConflict, Forbidden, Problem, SecondSdist
 from ..services.streaming import CHUNK
 from ..services.versions import canonical_version
 from ..views.index import Entry
@@ -147,8 +147,9 @@ class WarehouseIndex:
         user = getattr(request.identity, "user", None)
         release, new_release = self._release_for(request, session, files, project, user)
         if any(f.packagetype == "sdist" for f in files) and any(f.packagetype == "sdist" for f in release.files):
-            raise FilenameConflict([{"source": f.filename, "message": "the release already has an sdist"}
-                                    for f in files if f.packagetype == "sdist"])
+            raise SecondSdist("Second sdist", "The release already has an sdist.",
+                              errors=[{"source": f.filename, "message": "the release already has an sdist"}
+                                      for f in files if f.packagetype == "sdist"])
         # File's own insert hook registers each filename: the reservation makes way for it.
         self.db.execute(sa.delete(Filename.__table__).where(Filename.filename.in_([f.filename for f in files])))
         rows = [self._file(request, release, f) for f in files]

@@ -28,6 +28,10 @@ class WarehouseSecurity:
             return str(user.id)
         return f"publisher:{principal.publisher.id}"
 
+    def challenge(self, request) -> str:
+        # Macaroons travel as the password of __token__, as twine sends them to forklift.
+        return f'Basic realm="{request.registry["upload2.settings"].realm}"'
+
     def may_upload(self, request, principal, project) -> bool:
         from warehouse.authnz import Permissions
 

@@ -195,10 +195,9 @@ def test_a_filename_reserved_by_a_publish_in_progress_is_409(legacy_alice, dbses
     dbsession.add(Filename(filename=wheel.name))
     dbsession.commit()
     before = snapshot(dbsession, storage_dir)
-    # The 2.0 API's own answer for a filename already used (the legacy door shares the path).
     response = legacy_alice.upload(wheel, 409)
-    assert response.status.startswith(f"409 {wheel.name!r} already exists")
-    assert response.json["title"] == "File exists"
+    assert response.json["title"] == "Publish in progress"
+    assert "reserved by a publish in progress" in response.json["detail"]
     assert snapshot(dbsession, storage_dir) == before
     assert wheel.name not in listed(legacy_alice.app, "foo")
 
@@ -342,10 +341,8 @@ def test_one_sdist_per_release(legacy_alice, dist_dir, storage_dir):
     other.mkdir()
     second = build_sdist(other, "foo", "1.0")
     renamed = second.rename(other / "Foo-1.0.tar.gz")
-    # 409, as the 2.0 API answers a second sdist (the legacy door shares its path).
-    response = legacy_alice.upload(renamed, 409, name="Foo")
-    assert response.status == "409 The release already has an sdist."
-    assert response.json["title"] == "Second sdist"
+    response = legacy_alice.upload(renamed, 400, name="Foo")
+    assert response.status == "400 Only one sdist may be uploaded per release."
     assert stored(storage_dir) == before
 
 
@@ -427,7 +424,7 @@ def other_bytes(c):
 
 def second_sdist(c):
     renamed = build_sdist(c.dir, "foo", "1.0").rename(c.dir / "Foo-1.0.tar.gz")
-    return c.alice.upload(renamed, 409, name="Foo")
+    return c.alice.upload(renamed, 400, name="Foo")
 
 
 def wheel(c, version="1.1", **options):
@@ -472,7 +469,7 @@ ERRORS = [
                  id="staged-into-a-new-session"),
     # The one filename namespace and the release rules.
     pytest.param(400, "400 File already exists: 'foo-1.0-py3-none-any.whl'", other_bytes, id="file-exists"),
-    pytest.param(409, "409 The release already has an sdist.", second_sdist, id="second-sdist"),
+    pytest.param(400, "400 Only one sdist may be uploaded per release.", second_sdist, id="second-sdist"),
     # Who may upload.
     pytest.param(401, "401 Send an API token",
                  lambda c: raw(c, twine_fields(w := wheel(c)) + [("content", (w.name, w.read_bytes()))], 401),

@@ -171,7 +171,10 @@ def test_a_non_maintainer_is_refused_on_every_session_url(host, alice, bob, dist
     assert_problem(bob.create_session("foo-bar", "3.0", status=403), 403)
     # Without the host's credentials: 401, whatever else is sent.
     for headers in ({}, basic("pypi-upload2-1-secret"), {"Authorization": "Bearer wrong"}):
-        assert_problem(host.get(existing["links"]["session"], headers=headers, status=401), 401)
+        response = host.get(existing["links"]["session"], headers=headers, status=401)
+        assert_problem(response, 401)
+        # The host's own challenge: it says how this host authenticates.
+        assert response.headers["WWW-Authenticate"] == 'Bearer realm="host"'
 
 
 def test_a_deleted_filename_is_refused(host, alice, dist_dir, engine):

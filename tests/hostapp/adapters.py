@@ -48,6 +48,9 @@ class HostAuthentication:
     def principal_key(self, principal) -> str:
         return str(principal.id)
 
+    def challenge(self, request) -> str:
+        return 'Bearer realm="host"'
+
 
 @implementer(IAuthorization)
 class HostAuthorization:

@@ -33,6 +33,8 @@ import hashlib
 import inspect
 import os
 import secrets
+import subprocess
+import sys
 import uuid
 from unittest import mock
 
@@ -61,7 +63,7 @@ def pytest_collection_modifyitems(config, items):
 import sqlalchemy as sa  # noqa: E402
 import webtest  # noqa: E402
 
-from tests.conftest import Uploader, basic  # noqa: E402
+from tests.conftest import Uploader, basic, free_port, wait_for  # noqa: E402
 
 SERVER_URL = (os.environ.get("UPLOAD2_TEST_WAREHOUSE_DATABASE_URL") or os.environ.get("UPLOAD2_TEST_DATABASE_URL")
               or "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -248,6 +250,35 @@ def wh_testapp(wh_app):
     return webtest.TestApp(wh_app, extra_environ={"REMOTE_ADDR": "127.0.0.1"})
 
 
+# A real server process: the Warehouse app with the plugin, served by waitress.
+SERVE = """
+import pathlib, sys
+from waitress import serve
+from tests.warehouse.conftest import build_app
+database, files, storage, redis_url, port = sys.argv[1:]
+app = build_app(database, pathlib.Path(files), pathlib.Path(storage), redis_url)
+serve(app, host="127.0.0.1", port=int(port), threads=4)
+"""
+
+
+@pytest.fixture
+def served(wh_database, wh_paths, wh_services, tmp_path):
+    port = free_port()
+    log = open(tmp_path / "server.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-c", SERVE, wh_database, str(wh_paths[0]), str(wh_paths[1]),
+                             wh_services[1], str(port)],
+                            cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
+                            stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(base + "/simple/", timeout=90)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        log.close()
+
+
 @pytest.fixture
 def archive_dir(wh_paths):
     return wh_paths[0] / "archive"
@@ -358,8 +389,9 @@ def owner(wh, wh_testapp):
     name = unique("pkg")
     user_id = wh.user()
     wh.project(name, user_id)
-    uploader = Uploader(wh_testapp, wh.token(user_id), root=ROOT)
-    uploader.user_id, uploader.project = user_id, name
+    token = wh.token(user_id)
+    uploader = Uploader(wh_testapp, token, root=ROOT)
+    uploader.user_id, uploader.project, uploader.token = user_id, name, token
     return uploader
 
 

@@ -3,40 +3,10 @@ a staged release from its stage URL into a fresh virtual environment."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
-import pytest
-
-from tests.conftest import build_wheel, free_port, wait_for
-
-SERVE = """
-import pathlib, sys
-from waitress import serve
-from tests.warehouse.conftest import build_app
-database, files, storage, redis_url, port = sys.argv[1:]
-app = build_app(database, pathlib.Path(files), pathlib.Path(storage), redis_url)
-serve(app, host="127.0.0.1", port=int(port), threads=4)
-"""
-
-
-@pytest.fixture
-def served(wh_database, wh_paths, wh_services, tmp_path):
-    port = free_port()
-    log = open(tmp_path / "server.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-c", SERVE, wh_database, str(wh_paths[0]), str(wh_paths[1]),
-                             wh_services[1], str(port)],
-                            cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
-                            stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(base + "/simple/", timeout=90)
-        yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-        log.close()
+from tests.conftest import build_wheel
 
 
 def test_pip_installs_a_staged_release_from_the_stage(owner, served, dist_dir, tmp_path):

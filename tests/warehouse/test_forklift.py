@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import webtest
 
-from tests.conftest import assert_problem, build_sdist, build_wheel
+from tests.conftest import assert_problem, basic, build_sdist, build_wheel
 
 
 def twine_form(path) -> list[tuple[str, str]]:
@@ -75,3 +75,25 @@ def test_staged_legacy_upload_is_refused_with_a_problem(owner, dist_dir):
     body = assert_problem(response, 400, "staged")
     assert "2.0" in body["detail"]
     assert owner.app.get(f"/simple/{owner.project}/").text.count(wheel.name) == 0
+
+
+def test_forklift_cannot_publish_into_a_release_being_staged(owner, wh, dist_dir):
+    name = owner.project
+    staged = build_wheel(dist_dir, name, "1.0")
+    session = owner.create_session(name, "1.0").json
+    owner.upload(session, staged)
+    sdist = build_sdist(dist_dir, name, "1.0")
+    refused = forklift_upload(owner.app, owner.headers, sdist, status=409)
+    assert_problem(refused, 409, "version")
+    assert refused.status.startswith(f"409 {name} 1.0 is being staged")
+    assert refused.headers["Location"] == session["links"]["session"]
+    # Someone who may not upload to the project learns nothing of the session: 403.
+    stranger = basic(wh.token(wh.user()))
+    assert_problem(forklift_upload(owner.app, stranger, sdist, status=403), 403)
+    assert sdist.name not in owner.app.get(f"/simple/{name}/").text  # forklift published nothing
+
+    owner.publish(session, status=201)
+    # The session published the release whole; forklift adds to it as to any release.
+    forklift_upload(owner.app, owner.headers, sdist)
+    page = owner.app.get(f"/simple/{name}/").text
+    assert staged.name in page and sdist.name in page
