@@ -9,7 +9,8 @@ BIN := $(VENV)/bin
 .PHONY: help serve test worker migrate bench clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -e 's|$$(PORT)|$(PORT)|g' -e 's|$$(CONFIG)|$(CONFIG)|g' \
+		| awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

@@ -64,6 +64,7 @@ def includeme(config):
 
     config.include(".mechanisms")
     config.include(".views")
+    config.include(".logs")
 
 
 def main(global_config, **settings):
@@ -74,4 +75,10 @@ def main(global_config, **settings):
     settings.setdefault("tm.manager_hook", "pyramid_tm.explicit_manager")
     with Configurator(settings=settings) as config:
         config.include(includeme)
+        # A front page where the built-in index serves its simple index (a host has its own).
+        if settings.get("upload2.index", "builtin").strip() == "builtin" and config.registry[
+                "upload2.settings"].simple_index:
+            from .builtin.views import add_home
+
+            add_home(config)
     return config.make_wsgi_app()

@@ -1,4 +1,5 @@
-"""The server's administration commands: schema migrations, users and tokens, roles.
+"""The server's administration commands: schema migrations, users and tokens, roles, and
+listings of users, tokens, projects and publishing sessions.
 
 Kept apart from the command line so the release client starts without loading them.
 """
@@ -6,6 +7,7 @@ Kept apart from the command line so the release client starts without loading th
 from __future__ import annotations
 
 import configparser
+import datetime
 import os
 import sys
 from importlib import resources
@@ -17,8 +19,11 @@ from packaging.utils import canonicalize_name
 from pyramid.paster import get_appsettings, setup_logging
 
 from . import db
+from .logs import audit_log
 from .builtin.auth import new_token
-from .builtin.models import Project, Role, User
+from .builtin.models import ApiToken, Project, Release, Role, User
+from .models import PublishingSession
+from .states import LIVE_PUBLISHING
 
 
 def alembic_config(engine) -> alembic.config.Config:
@@ -74,13 +79,96 @@ def _project(session, name: str) -> Project:
     return project
 
 
+def _expiry(days: int | None) -> datetime.datetime | None:
+    if days is None:
+        return None
+    if days <= 0:
+        raise Failure("--expires-in must be a positive number of days")
+    return db.utcnow() + datetime.timedelta(days=days)
+
+
 def user_add(session, args) -> None:
-    user = session.scalar(sa.select(User).where(User.username == args.name))
-    if user is None:
-        user = User(username=args.name)
-        session.add(user)
-        print(f"created user {args.name}")
-    print(new_token(session, user))
+    if session.scalar(sa.select(User).where(User.username == args.name)) is not None:
+        raise Failure(f"user {args.name!r} exists; `token add {args.name}` makes another token, "
+                      f"`token list {args.name}` shows them")
+    user = User(username=args.name)
+    session.add(user)
+    print(f"created user {args.name}")
+    print(new_token(session, user, args.description, _expiry(args.expires_in)))
+
+
+def user_list(session, args) -> None:
+    tokens = sa.select(sa.func.count(ApiToken.id)).where(ApiToken.user_id == User.id).scalar_subquery()
+    roles = sa.select(sa.func.count(Role.id)).where(Role.user_id == User.id).scalar_subquery()
+    _table(["user", "created", "tokens", "projects"],
+           [(u.username, _when(u.created), n, r)
+            for u, n, r in session.execute(sa.select(User, tokens, roles).order_by(User.username))])
+
+
+def token_add(session, args) -> None:
+    user = _user(session, args.user)
+    print(new_token(session, user, args.description, _expiry(args.expires_in)))
+    audit_log.info("added a token for %s (%s)", user.username, args.description or "no description")
+
+
+def token_list(session, args) -> None:
+    query = sa.select(ApiToken, User.username).join(User).order_by(ApiToken.id)
+    if args.user:
+        query = query.where(ApiToken.user_id == _user(session, args.user).id)
+    _table(["id", "user", "description", "created", "last used", "expires"],
+           [(t.id, name, t.description, _when(t.created), _when(t.last_used), _when(t.expires_at))
+            for t, name in session.execute(query)])
+
+
+def token_revoke(session, args) -> None:
+    token = session.get(ApiToken, args.id)
+    if token is None:
+        raise Failure(f"no such token: {args.id}")
+    session.delete(token)
+    print(f"revoked token {args.id} of {token.user.username}; it no longer authenticates")
+    audit_log.info("revoked token %s of %s", args.id, token.user.username)
+
+
+def project_list(session, args) -> None:
+    releases = sa.select(sa.func.count(Release.id)).where(Release.project_id == Project.id).scalar_subquery()
+    members: dict[int, list[str]] = {}
+    for project_id, username in session.execute(sa.select(Role.project_id, User.username).join(User)
+                                                .order_by(User.username)):
+        members.setdefault(project_id, []).append(username)
+    _table(["project", "created", "releases", "may upload"],
+           [(p.name, _when(p.created), count, ", ".join(members.get(p.id, [])))
+            for p, count in session.execute(sa.select(Project, releases).order_by(Project.normalized_name))])
+
+
+def session_list(session, args) -> None:
+    """Publishing sessions across the index: the live ones, or (--all) every one."""
+    query = sa.select(PublishingSession).order_by(PublishingSession.created)
+    if not args.all:
+        query = query.where(PublishingSession.status.in_(LIVE_PUBLISHING))
+    usernames = dict(session.execute(sa.select(sa.cast(User.id, sa.String), User.username)).all())
+    _table(["id", "project", "version", "status", "created by", "created", "expires", "files"],
+           [(s.id, s.name, s.version, s.status, usernames.get(s.created_by, s.created_by), _when(s.created),
+             _when(s.expires_at) if s.status in LIVE_PUBLISHING else "", len(s.files))
+            for s in session.scalars(query)])
+
+
+def _when(value: datetime.datetime | None) -> str:
+    return f"{value:%Y-%m-%d %H:%M} UTC" if value is not None else "never"
+
+
+def _table(columns: list[str], rows: list[tuple]) -> None:
+    """A plain table on stdout (tab-separated when piped, for scripts)."""
+    if not sys.stdout.isatty():
+        for row in [columns, *rows]:
+            print("\t".join(map(str, row)))
+        return
+    import rich.console
+    import rich.table
+
+    table = rich.table.Table(*columns, box=rich.box.SIMPLE)
+    for row in rows:
+        table.add_row(*map(str, row))
+    rich.console.Console().print(table)
 
 
 def project_grant(session, args) -> None:
@@ -90,6 +178,7 @@ def project_grant(session, args) -> None:
         return
     session.add(Role(user_id=user.id, project_id=project.id, role_name="Maintainer"))
     print(f"{user.username} may now upload to {project.name}")
+    audit_log.info("granted %s upload to %s", user.username, project.name)
 
 
 def project_revoke(session, args) -> None:
@@ -99,6 +188,7 @@ def project_revoke(session, args) -> None:
         raise Failure(f"{user.username} has no role on {project.name}")
     session.delete(role)
     print(f"{user.username} may no longer upload to {project.name}")
+    audit_log.info("revoked %s's upload to %s", user.username, project.name)
 
 
 def load_settings(path: str) -> dict:
@@ -115,7 +205,9 @@ def load_settings(path: str) -> dict:
     return settings
 
 
-COMMANDS = {"user_add": user_add, "project_grant": project_grant, "project_revoke": project_revoke}
+COMMANDS = {"user_add": user_add, "user_list": user_list, "token_add": token_add, "token_list": token_list,
+            "token_revoke": token_revoke, "project_grant": project_grant, "project_revoke": project_revoke,
+            "project_list": project_list, "session_list": session_list}
 
 
 def run(args) -> int:

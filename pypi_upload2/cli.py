@@ -1,5 +1,6 @@
-"""``pypi-upload2 [-c CONFIG] db upgrade | user add NAME | project grant|revoke USER PROJECT``,
-and the release client, which needs no CONFIG: ``pypi-upload2 upload | session ...``."""
+"""``pypi-upload2 [-c CONFIG] db upgrade | user add|list | token add|list|revoke |
+project grant|revoke|list | session list``, and the release client, which needs no CONFIG:
+``pypi-upload2 upload | session status|publish|cancel|extend``."""
 
 from __future__ import annotations
 
@@ -17,19 +18,44 @@ def parser() -> argparse.ArgumentParser:
     upgrade.add_argument("--core", action="store_true",
                          help="only the plugin's session tables (a host index keeps its own projects and users)")
     upgrade.set_defaults(admin="upgrade")
-    users = commands.add_parser("user", help="users and API tokens").add_subparsers(dest="action", required=True)
-    add = users.add_parser("add", help="create the user if absent; print a new API token last")
+    users = commands.add_parser("user", help="users and their first API token").add_subparsers(
+        dest="action", required=True)
+    add = users.add_parser("add", help="create a user and print its first API token last")
     add.add_argument("name")
+    _token_options(add)
     add.set_defaults(admin="user_add")
-    projects = commands.add_parser("project", help="upload permissions").add_subparsers(dest="action",
-                                                                                         required=True)
+    users.add_parser("list", help="users, their tokens and projects").set_defaults(admin="user_list")
+    tokens = commands.add_parser("token", help="API tokens").add_subparsers(dest="action", required=True)
+    add = tokens.add_parser("add", help="print a new API token for an existing user")
+    add.add_argument("user")
+    _token_options(add)
+    add.set_defaults(admin="token_add")
+    listing = tokens.add_parser("list", help="tokens (never their secrets): created, last used, expiry")
+    listing.add_argument("user", nargs="?")
+    listing.set_defaults(admin="token_list")
+    revoke = tokens.add_parser("revoke", help="revoke a token by its id (token list shows ids)")
+    revoke.add_argument("id", type=int)
+    revoke.set_defaults(admin="token_revoke")
+    projects = commands.add_parser("project", help="projects and upload permissions").add_subparsers(
+        dest="action", required=True)
     for name in ("grant", "revoke"):
         sub = projects.add_parser(name, help=f"{name} upload permission on an existing project")
         sub.add_argument("user")
         sub.add_argument("project")
         sub.set_defaults(admin=f"project_{name}")
-    add_client_commands(commands)  # upload, session: they talk to an index over HTTP
+    projects.add_parser("list", help="projects, their releases and who may upload").set_defaults(
+        admin="project_list")
+    # upload, session: they talk to an index over HTTP; ``session list`` reads the database.
+    sessions = add_client_commands(commands)
+    listing = sessions.add_parser("list", help="publishing sessions across the index (needs -c CONFIG)")
+    listing.add_argument("--all", action="store_true", help="also published and canceled sessions")
+    listing.set_defaults(admin="session_list", client=None)
     return p
+
+
+def _token_options(parser) -> None:
+    parser.add_argument("--description", default="", help="what the token is for (e.g. 'CI of foo')")
+    parser.add_argument("--expires-in", type=int, metavar="DAYS", help="the token stops working after DAYS days")
 
 
 def main(argv=None) -> int:

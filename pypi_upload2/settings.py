@@ -20,6 +20,9 @@ class Settings:
     max_session_lifetime: int = 30 * 24 * 3600
     max_file_size: int = 100 * MiB
     max_metadata_size: int = 1 * MiB
+    # What inspecting one archive may cost (services/distributions.py).
+    max_archive_members: int = 100_000
+    max_inflated_size: int = 1024 * MiB
     status_retention: int = 7 * 24 * 3600
     simple_index: bool = True
     realm: str = "pypi-upload2"

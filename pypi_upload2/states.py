@@ -69,15 +69,15 @@ TERMINAL_PUBLISHING = (P.PUBLISHED, P.CANCELED)
 # Separate maps: the two enums share values ("processing", "error", "canceled"), so one
 # dict keyed by status would give a publishing session a file's reason.
 _PUBLISHING_REASONS = {
-    P.PROCESSING: "a publish of this session is in progress",
-    P.PUBLISHED: "the session is published; no further changes are possible",
-    P.CANCELED: "the session is canceled; no further changes are possible",
+    P.PROCESSING: "a publish of it is in progress",
+    P.PUBLISHED: "no further changes are possible",
+    P.CANCELED: "no further changes are possible",
 }
 _FILE_REASONS = {
-    F.PROCESSING: "the file is being processed; wait until it is completed or in error",
-    F.COMPLETED: "the file is already completed",
+    F.PROCESSING: "wait until it is completed or in error",
+    F.COMPLETED: "it is done",
     F.ERROR: "the upload failed; delete the file and start a new file upload session",
-    F.CANCELED: "the file upload session is canceled",
+    F.CANCELED: "no further changes are possible",
 }
 
 

@@ -3,6 +3,7 @@ project roles."""
 
 from __future__ import annotations
 
+import datetime
 import hmac
 import secrets
 
@@ -10,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy import orm
 from zope.interface import implementer
 
-from ..db import parse_id
+from ..db import parse_id, utcnow
 from ..interfaces import IAuthentication, IAuthorization
 from ..services.auth import basic_credentials, secret_digest
 from .models import ApiToken, Role, User
@@ -18,13 +19,28 @@ from .models import ApiToken, Role, User
 TOKEN_PREFIX = "pypi-upload2-"
 
 
-def new_token(db, user: User) -> str:
+# last_used is written at most this often per token, so a busy token costs no write per request.
+LAST_USED_RESOLUTION = datetime.timedelta(minutes=1)
+
+
+def new_token(db, user: User, description: str = "", expires_at: datetime.datetime | None = None) -> str:
     """Create an API token for ``user``; the plain token is returned once, never stored."""
     secret = secrets.token_urlsafe(32)
-    token = ApiToken(user=user, digest=secret_digest(secret))
+    token = ApiToken(user=user, digest=secret_digest(secret), description=description, expires_at=expires_at)
     db.add(token)
     db.flush()
     return f"{TOKEN_PREFIX}{token.id}-{secret}"
+
+
+def _record_use(engine, token_id: int, now: datetime.datetime) -> None:
+    """Stamp ``last_used`` in a transaction of its own once the request's has ended: the
+    request never holds the token's row (concurrent uploads with one token would queue on
+    it), and on SQLite never waits for its own write lock."""
+    with engine.begin() as conn:
+        conn.execute(sa.update(ApiToken).where(
+            ApiToken.id == token_id,
+            sa.or_(ApiToken.last_used.is_(None), ApiToken.last_used < now - LAST_USED_RESOLUTION))
+            .values(last_used=now))
 
 
 @implementer(IAuthentication)
@@ -48,6 +64,12 @@ class TokenAuthentication:
         # Constant-time comparison of digests, so timing tells nothing about the secret.
         if token is None or not hmac.compare_digest(token.digest, secret_digest(secret)):
             return None
+        now = utcnow()
+        if token.expires_at is not None and token.expires_at <= now:
+            return None
+        if token.last_used is None or token.last_used < now - LAST_USED_RESOLUTION:
+            engine, token_id = self.db.get_bind(), token.id
+            request.add_finished_callback(lambda _request: _record_use(engine, token_id, now))
         return token.user
 
     def principal_key(self, principal: User) -> str:

@@ -23,14 +23,18 @@ class User(Base):
 
 
 class ApiToken(Base):
-    """An API token; only a digest of its secret part is stored."""
+    """An API token; only a digest of its secret part is stored. Revoking deletes the row."""
 
     __tablename__ = "upload2_api_tokens"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(sa.ForeignKey("upload2_users.id", ondelete="CASCADE"), index=True)
     digest: Mapped[str] = mapped_column(sa.String(64))
+    description: Mapped[str] = mapped_column(sa.String(100), default="", server_default="")
     created: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # None: never expires; last_used to the minute (written outside the request's transaction).
+    expires_at: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime)
+    last_used: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime)
 
     user: Mapped[User] = relationship(back_populates="tokens")
 

@@ -3,9 +3,12 @@ staged is in its tables)."""
 
 from __future__ import annotations
 
+import html
+
 import sqlalchemy as sa
 from packaging.utils import InvalidName, canonicalize_name
 from pyramid.httpexceptions import HTTPNotFound
+from pyramid.response import Response
 
 from ..db import parse_id
 from ..interfaces import IFileStorage, IPublishedFiles
@@ -50,6 +53,37 @@ def simple_file(request):
     storage = request.find_service(IFileStorage)
     return file_response(request, storage.path(f.metadata_key if metadata else f.blob_key), f.filename,
                          metadata=metadata)
+
+
+HOME = """<!DOCTYPE html>
+<html lang="en">
+<head><meta charset="utf-8"><title>Package index</title></head>
+<body>
+<h1>Package index</h1>
+<ul>
+<li>Install from the simple index: <code>pip install --index-url {simple} NAME</code> (<a href="{simple}">{simple}</a>)</li>
+<li>Upload 2.0 API (<a href="https://peps.python.org/pep-0694/">PEP 694</a>): <a href="{root}">{root}</a></li>
+{legacy}</ul>
+<p>The server's documentation is in the <code>docs/</code> folder of its source.</p>
+</body>
+</html>
+"""
+
+
+def home(request):
+    """The standalone server's front page: where to install from and upload to."""
+    legacy = ""
+    if request.registry["upload2.settings"].legacy_path:
+        url = html.escape(request.route_url("upload2.legacy"))
+        legacy = f'<li>Legacy uploads (twine, uv publish): <a href="{url}">{url}</a></li>\n'
+    return Response(HOME.format(simple=html.escape(request.route_url("simple.index")),
+                                root=html.escape(request.route_url("upload2.root")), legacy=legacy),
+                    content_type="text/html", charset="utf-8")
+
+
+def add_home(config):
+    config.add_route("home", "/")
+    config.add_view(home, route_name="home", request_method="GET")
 
 
 def includeme(config):

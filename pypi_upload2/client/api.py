@@ -64,10 +64,16 @@ class ProblemError(Exception):
             return cls(response.status_code, str(body.get("title") or response.reason_phrase), str(detail),
                        body.get("errors") or (), body=body, headers=response.headers, retried=retried, url=url)
         text = "" if body is not None else " ".join(response.text.split())[:300]
+        if _is_html(response):  # an error page, not an API's answer: never shown as text
+            text = f"The server answered with an HTML page ({content_type(response.headers) or 'text/html'})."
         if response.is_redirect:
             text = f"The server redirects to {redact(response.headers.get('Location', '?'))}; use that URL."
         return cls(response.status_code, response.reason_phrase or "HTTP error", text, body=body,
                    headers=response.headers, retried=retried, url=url)
+
+    @property
+    def content_type(self) -> str:
+        return content_type(self.headers)
 
     @property
     def is_problem(self) -> bool:
@@ -89,6 +95,18 @@ class ProblemError(Exception):
 
     def as_json(self) -> dict:
         return {"status": self.status, "title": self.title, "detail": self.detail, "errors": self.errors}
+
+
+def problem_json(error) -> dict | None:
+    """An error as ``--json`` shows it: the server's problem (status, title, detail, errors),
+    or, for one the client found itself (``lines``, a message or an exception), the same
+    shape with ``status`` null. ``errors`` entries are ``{"source", "message"}``."""
+    if error is None or isinstance(error, dict):
+        return error
+    if isinstance(error, ProblemError):
+        return error.as_json()
+    lines = str(error).splitlines() if isinstance(error, (str, Exception)) else list(error)
+    return {"status": None, "title": lines[0] if lines else "", "detail": "\n".join(lines[1:]), "errors": []}
 
 
 @dataclasses.dataclass
@@ -119,9 +137,20 @@ def retry_after(headers, default: float = 1.0) -> float:
     return min(max(seconds, 0.1), 60.0)
 
 
+def content_type(headers) -> str:
+    """The media type of an answer, without its parameters ("" when it names none)."""
+    return (headers.get("Content-Type") or "").split(";")[0].strip().lower() if headers is not None else ""
+
+
+def _is_html(response: httpx.Response) -> bool:
+    if content_type(response.headers) in ("text/html", "application/xhtml+xml"):
+        return True
+    return response.text[:200].lstrip().lower().startswith(("<!doctype html", "<html"))
+
+
 def _json(response: httpx.Response):
-    kind = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
-    if kind.endswith("json") or kind.endswith("+json"):
+    kind = content_type(response.headers)
+    if kind.endswith("json"):
         try:
             return response.json()
         except ValueError:

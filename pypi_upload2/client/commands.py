@@ -1,7 +1,7 @@
 """``pypi-upload2 upload`` and ``pypi-upload2 session``: the options and the report.
 
 Exit status: 0 done; 1 the upload, the test install or the publish failed; 2 bad options or
-credentials; 130 interrupted (Ctrl+C).
+credentials; 3 the index was still processing when --wait-timeout ran out; 130 interrupted (Ctrl+C).
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import urllib.parse
 from pathlib import Path
 
 from . import config, dists as dists_module
-from .api import Api, Cancelled, ProblemError, TransientError
-from .flow import FAILED, INTERRUPTED, OK, USAGE, Flow
+from .api import Api, Cancelled, ProblemError, TransientError, problem_json
+from .flow import FAILED, INTERRUPTED, OK, TIMED_OUT, USAGE, Flow, resume_commands
 from .progress import Reporter, make_console
-from .upload import FileFailed, Options, Release, Uploader
+from .upload import ENDED, WAIT_TIMEOUT, FileFailed, Options, Release, Uploader, WaitTimeout, usable_links
 DIST_SUFFIXES = (".whl", ".tar.gz", ".zip")
 
 
@@ -38,6 +38,20 @@ def positive(value: str) -> int:
     return number
 
 
+def non_negative(value: str) -> float:
+    number = float(value)
+    if not number >= 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return number
+
+
+def _wait_option(group) -> None:
+    group.add_argument("--wait-timeout", type=non_negative, default=WAIT_TIMEOUT, metavar="SECONDS",
+                       help=f"how long to wait for the index to finish verifying a file or publishing while it "
+                            f"answers 'processing'; then stop with exit status {TIMED_OUT} and print how to "
+                            f"resume (default {WAIT_TIMEOUT:.0f}; 0: no limit)")
+
+
 def _output_options(parser) -> None:
     group = parser.add_argument_group("output")
     group.add_argument("--json", action="store_true", help="print a machine-readable result on stdout "
@@ -49,7 +63,8 @@ def _output_options(parser) -> None:
                        help="network timeout per request (default 60)")
 
 
-def add_commands(subparsers) -> None:
+def add_commands(subparsers):
+    """Add ``upload`` and ``session``; returns the ``session`` actions, for the server's own."""
     up = subparsers.add_parser(
         "upload", help="upload distributions to an index (Upload 2.0, legacy fallback)",
         description="Upload FILES: one publishing session per release (name and version), files in parallel, "
@@ -77,6 +92,7 @@ def add_commands(subparsers) -> None:
                       help="add the files to an already open session of the release instead of failing")
     flow.add_argument("--protocol", choices=("auto", "2.0", "legacy"), default="auto",
                       help="auto: Upload 2.0, or the legacy API when the index has no 2.0 endpoint (default)")
+    _wait_option(flow)
     transfer = up.add_argument_group("transfer")
     transfer.add_argument("--parallel", type=positive, default=4, metavar="N",
                           help="files uploaded at once (default 4)")
@@ -103,9 +119,12 @@ def add_commands(subparsers) -> None:
         if action == "extend":
             sub.add_argument("--extend-for", type=positive, default=3600, metavar="SECONDS",
                              help="seconds to extend by (default 3600)")
+        if action == "publish":
+            _wait_option(sub)
         config.add_options(sub)
         _output_options(sub)
         sub.set_defaults(client=session_command)
+    return actions
 
 
 # -- shared --------------------------------------------------------------------------------------
@@ -158,7 +177,7 @@ def _collect(paths: list[str]) -> list[dists_module.Dist]:
 def upload_command(args) -> int:
     reporter = _reporter(args)
     report = {"protocol": None, "repository": None, "ok": False, "stage": args.stage, "sessions": [],
-              "files": [], "test-install": None, "error": None}
+              "files": [], "test-install": None, "error": None, "timed-out": False}
     # ``--test-install dist/foo.whl``: argparse took a file for the command.
     if args.test_install and os.path.isfile(args.test_install) and args.test_install.endswith(DIST_SUFFIXES):
         args.files.insert(0, args.test_install)
@@ -202,7 +221,7 @@ def _interrupt(signum, frame):
 
 def _fail(args, reporter, report, message: str, code: int) -> int:
     reporter.error(message.splitlines())
-    report["error"] = message
+    report["error"] = problem_json(message)
     _emit(args, report)
     return code
 
@@ -211,7 +230,7 @@ def _fail(args, reporter, report, message: str, code: int) -> int:
 
 def session_command(args) -> int:
     reporter = _reporter(args)
-    report = {"action": args.action, "session": None, "ok": False, "error": None}
+    report = {"action": args.action, "session": None, "ok": False, "error": None, "timed-out": False}
     try:
         repository = config.resolve(args, url=args.session_url)
     except config.ConfigError as exc:
@@ -219,44 +238,45 @@ def session_command(args) -> int:
     if repository.credentials is None:
         return _fail(args, reporter, report, "no credentials: pass --token or -u/-p, or set UPLOAD2_TOKEN", USAGE)
     api = _api(args, repository, reporter)
-    uploader = Uploader(api, reporter, Options())
-    release = Release("session", "", [], session={"links": {"session": repository.url}})
+    uploader = Uploader(api, reporter, Options(wait_timeout=getattr(args, "wait_timeout", WAIT_TIMEOUT)))
+    release = Release("the session", "", [], session={"links": {"session": repository.url}})
     code = OK
     try:
+        uploader.refresh(release)
         if args.action == "cancel":
-            uploader.refresh(release)
             uploader.cancel(release)
             uploader.refresh(release)
-        elif args.action == "publish":
-            uploader.refresh(release)
-            try:
-                if release.status != "published":  # a re-run (of a CI job) is not an error
-                    uploader.publish(release)
-            except FileFailed as exc:
-                reporter.error(str(exc).splitlines())
-                code = FAILED
+        elif args.action == "publish" and release.status != "published":  # a re-run (of a CI job) is no error
+            uploader.publish(release)
         elif args.action == "extend":
-            uploader.refresh(release)
             if "extend" not in release.links:
                 raise FileFailed("the server does not offer extensions of this session")
             api.post(release.links["extend"], {"extend-for": args.extend_for})
             uploader.refresh(release)
-        else:
-            uploader.refresh(release)
-    except (ProblemError, TransientError, FileFailed, KeyboardInterrupt) as exc:
+    except (ProblemError, TransientError, FileFailed, WaitTimeout, KeyboardInterrupt) as exc:
+        reason = exc.reason if isinstance(exc, FileFailed) else exc
+        code = FAILED
         if isinstance(exc, KeyboardInterrupt):
             lines, code = ["interrupted"], INTERRUPTED
+        elif isinstance(exc, WaitTimeout):
+            lines = [str(exc), *resume_commands(release.label, repository.url).splitlines()]
+            code, report["timed-out"] = TIMED_OUT, True
         elif isinstance(exc, ProblemError) and exc.status == 404:
-            lines, code = ["no such session (it may have ended and been purged)", *exc.lines()], FAILED
+            lines = ["no such session (it may have ended and been purged)", *exc.lines()]
         else:
-            lines, code = (exc.lines() if isinstance(exc, ProblemError) else str(exc).splitlines()), FAILED
-        reporter.error(lines)
-        report["error"] = lines[0]
+            lines = reason.lines() if isinstance(reason, ProblemError) else str(reason).splitlines()
+        reporter.error(lines[:1] if code == TIMED_OUT else lines)
+        if code == TIMED_OUT:  # the commands, unindented, for copying
+            reporter.result("\n".join(lines[1:]))
+        report["error"] = problem_json(reason if isinstance(reason, ProblemError) else lines)
     finally:
         api.close()
-    if code in (OK, FAILED) and release.session.get("status"):
-        _show_session(reporter, release.session, repository.url)
-    report["session"] = release.session if release.session.get("status") else None
+    body = release.session if release.session.get("status") else None
+    if body is not None:
+        body = {**body, "links": usable_links(body)}
+        if code in (OK, FAILED, TIMED_OUT):
+            _show_session(reporter, body, repository.url)
+    report["session"] = body
     report["ok"] = code == OK
     _emit(args, report)
     return code
@@ -268,6 +288,8 @@ def _show_session(reporter: Reporter, body: dict, url: str) -> None:
              f"expires-at: {body.get('expires-at')}"]
     if links.get("stage"):
         lines.append(f"stage:      {links['stage']}")
+    elif body.get("status") in ENDED:
+        lines.append(f"stage:      none (the session is {body['status']}; its stage is gone)")
     files = body.get("files") or {}
     lines.append(f"files:      {len(files)}")
     for filename, entry in sorted(files.items()):

@@ -7,15 +7,40 @@ from __future__ import annotations
 import urllib.parse
 
 from . import dists as dists_module, legacy, testinstall
-from .api import Api, Cancelled, ProblemError, TransientError
+from .api import Api, Cancelled, ProblemError, TransientError, problem_json
 from .progress import Reporter
-from .upload import FileFailed, FileResult, NoUpload2, Options, Release, SessionExists, Uploader
+from .upload import (ENDED, FileFailed, FileResult, NoUpload2, Options, Release, SessionExists, Uploader, WaitTimeout,
+                     seconds)
 
-OK, FAILED, USAGE, INTERRUPTED = 0, 1, 2, 130
+# TIMED_OUT: the index was still processing when --wait-timeout ran out; nothing failed.
+OK, FAILED, USAGE, TIMED_OUT, INTERRUPTED = 0, 1, 2, 3, 130
 
 
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def resume_commands(label: str, url: str) -> str:
+    """How to pick up a session the client stopped waiting for."""
+    return "\n".join([f"{label} is not published yet:", f"  session: {url}",
+                      f"  status:  pypi-upload2 session status {url}",
+                      f"  resume:  pypi-upload2 session publish {url}   (waits, then publishes)"])
+
+
+def _answer(problem: ProblemError) -> str:
+    return f"HTTP {problem.status} ({problem.content_type or 'no content type'})"
+
+
+def not_an_endpoint(url: str, answers: list[tuple[str, ProblemError]], needs_upload2: str = "") -> ProblemError:
+    """A repository URL that answered as no upload endpoint would (``answers``: what was
+    asked, and the answer), as one paragraph naming the URLs to use instead; with
+    ``needs_upload2`` (what does), only the Upload 2.0 root will do."""
+    root = urllib.parse.urljoin(url, "/")
+    asked = " and ".join(f"{_answer(problem)} to {what}" for what, problem in answers)
+    use = f"its Upload 2.0 root (e.g. {root}2.0/)"
+    use += f"; {needs_upload2} Upload 2.0" if needs_upload2 else f" or its legacy upload endpoint (e.g. {root}legacy/)"
+    paragraph = f"{url} is not an upload endpoint: it answered {asked}. Pass the index's upload URL instead: {use}."
+    return ProblemError(answers[-1][1].status, "Not an upload endpoint", paragraph, url=url)
 
 
 class Flow:
@@ -27,7 +52,8 @@ class Flow:
         self.releases: list[Release] = []
         self.uploader = Uploader(api, reporter, Options(
             parallel=args.parallel, stage=args.stage, resumable=args.resumable,
-            resumable_threshold=args.resumable_threshold, chunk_size=args.chunk_size, join=args.join))
+            resumable_threshold=args.resumable_threshold, chunk_size=args.chunk_size, join=args.join,
+            wait_timeout=args.wait_timeout))
 
     def run(self, dists) -> int:
         if self.args.protocol == "legacy":
@@ -42,28 +68,37 @@ class Flow:
             for release in self.releases:
                 self.uploader.open_session(self.repository.url, release)
         except NoUpload2 as exc:
+            problem, staging = exc.problem, self.args.stage or self.args.test_install is not None
+            needs = "--protocol 2.0 needs" if self.args.protocol == "2.0" else "--stage and --test-install need"
+            if (self.args.protocol == "2.0" or staging) and problem.status in legacy.NOT_AN_ENDPOINT:
+                return self.not_an_endpoint([("an Upload 2.0 request", problem)], needs)
             if self.args.protocol == "2.0" or any(r.session for r in self.releases):
-                return self.failed(["the repository has no Upload 2.0 endpoint", *exc.problem.lines()])
-            if self.args.stage or self.args.test_install is not None:
+                return self.failed(["the repository has no Upload 2.0 endpoint", *problem.lines()], problem=problem)
+            if staging:
                 return self.failed(["the repository has no Upload 2.0 endpoint: --stage and --test-install "
-                                    "need one", *exc.problem.lines()])
+                                    "need one", *problem.lines()], problem=problem)
             self.releases = []
-            return self.run_legacy(dists, exc.problem)
+            return self.run_legacy(dists, problem)
         except SessionExists as exc:
             return self.failed([str(exc), f"add to it with --join, or cancel it: pypi-upload2 session cancel "
-                                f"{exc.location}"])
+                                f"{exc.location}"], problem=exc.problem)
         except (ProblemError, TransientError) as exc:
-            return self.failed(exc.lines() if isinstance(exc, ProblemError) else [str(exc)])
+            return self.failed(problem=exc)
         if self.args.test_install is not None and not all(r.links.get("stage") for r in self.releases):
             return self.failed(["the index offers no stage preview, so --test-install cannot install from it"])
 
         self.reporter.add_files([(f.dist.filename, f.dist.size) for r in self.releases for f in r.files])
         self.uploader.upload_all(self.releases)
-        failed = [f for r in self.releases for f in r.files if f.status != "completed"]
-        if failed:
-            total = sum(len(r.files) for r in self.releases)
-            return self.failed([f"{len(failed)} of {_count(total, 'file')} failed: "
-                                + ", ".join(f.dist.filename for f in failed)])
+        unfinished = [f for r in self.releases for f in r.files if f.status != "completed"]
+        total = sum(len(r.files) for r in self.releases)
+        if unfinished and all(f.status == "processing" for f in unfinished):
+            return self.timed_out(f"{len(unfinished)} of {_count(total, 'file')} still processing after "
+                                  f"{seconds(self.args.wait_timeout)} (--wait-timeout): "
+                                  + ", ".join(f.dist.filename for f in unfinished) + "; nothing was published",
+                                  self.releases)
+        if unfinished:
+            return self.failed([f"{len(unfinished)} of {_count(total, 'file')} failed: "
+                                + ", ".join(f.dist.filename for f in unfinished)], files=unfinished)
         self.reporter.stop()
         if self.args.test_install is not None and not self.test_install():
             return self.failed(["the test install failed; nothing was published"],
@@ -94,14 +129,18 @@ class Flow:
         for index, release in enumerate(self.releases):
             try:
                 self.uploader.publish(release)
+            except WaitTimeout as exc:
+                return self.timed_out(f"{exc}; the index has not finished publishing it", self.releases[index:])
             except (ProblemError, TransientError, FileFailed) as exc:
                 # A failed publish leaves the session editable (the PEP): keep it and the
                 # ones not yet published staged, for a retry with ``session publish``.
-                lines = exc.lines() if isinstance(exc, ProblemError) else str(exc).splitlines()
-                self.reporter.error([f"{release.label}: publishing failed: {lines[0]}", *lines[1:]])
+                reason = exc.reason if isinstance(exc, FileFailed) else exc
+                first, *rest = _lines(reason)
+                lines = [f"{release.label}: publishing failed: {first}", *rest]
+                self.reporter.error(lines)
                 for unpublished in self.releases[index:]:
                     self.staged(unpublished)
-                self.report["error"] = f"publishing {release.label} failed"
+                self.report["error"] = problem_json(reason if isinstance(reason, ProblemError) else lines)
                 return FAILED
             project = urllib.parse.urljoin(self.public, f"{release.name}/")
             self.reporter.result(f"{release.label}: published {_count(len(release.files), 'file')} ({project})")
@@ -116,12 +155,29 @@ class Flow:
         lines += [f"  publish: pypi-upload2 session publish {url}", f"  cancel:  pypi-upload2 session cancel {url}"]
         self.reporter.result("\n".join(lines))
 
-    def failed(self, lines: list[str], *, cancel: bool | None = None, shown: bool = False) -> int:
-        """Report; cancel the sessions this run created (unless staging), else list them."""
+    def timed_out(self, message: str, releases: list[Release]) -> int:
+        """``--wait-timeout`` ran out: keep the sessions and say how to pick them up."""
         self.reporter.stop()
+        self.reporter.error(message)
+        blocks = [resume_commands(r.label, r.links["session"]) for r in releases]
+        for block in blocks:
+            self.reporter.result(block)
+        self.report["error"], self.report["timed-out"] = problem_json([message, *blocks]), True
+        return TIMED_OUT
+
+    def failed(self, lines: list[str] | None = None, *, problem: ProblemError | TransientError | None = None,
+               files=(), cancel: bool | None = None, shown: bool = False) -> int:
+        """Report (``problem``: the server's, shown whole in --json; ``files``: the failed
+        ones, each an entry of its ``errors``); cancel the sessions this run created (unless
+        staging), else list them."""
+        self.reporter.stop()
+        lines = lines or _lines(problem)
         if not shown:
             self.reporter.error(lines)
-        self.report["error"] = lines[0]
+        error = problem_json(problem if isinstance(problem, ProblemError) else lines)
+        error["errors"] = error["errors"] or [
+            {"source": f.dist.filename, "message": " ".join(_lines(f.error or f.status)[:2])} for f in files]
+        self.report["error"] = error
         if cancel is None:
             cancel = not self.args.stage
         self.cleanup(cancel)
@@ -129,7 +185,7 @@ class Flow:
 
     def cleanup(self, cancel: bool, api: Api | None = None) -> None:
         for release in self.releases:
-            if release.session is None or release.status in ("published", "canceled"):
+            if release.session is None or release.status in ENDED:
                 continue
             if cancel and release.created:
                 try:
@@ -144,7 +200,7 @@ class Flow:
     def interrupted(self) -> int:
         """Ctrl+C: cancel the sessions this run created, unless staging (the PEP's advice)."""
         self.reporter.error("interrupted")
-        self.report["error"] = "interrupted"
+        self.report["error"] = problem_json("interrupted")
         cleanup = Api(self.repository.url, self.repository.credentials, retries=1, timeout=10)
         try:
             self.cleanup(cancel=not self.args.stage, api=cleanup)
@@ -163,9 +219,22 @@ class Flow:
                                f"HTTP {problem.status}); uploading with the legacy API instead: one file at a "
                                "time, each published at once")
         self.reporter.add_files([(d.filename, d.size) for d in dists])
-        results = legacy.upload(self.api, self.repository.url, dists, self.reporter)
+        try:
+            results = legacy.upload(self.api, self.repository.url, dists, self.reporter)
+        except legacy.NoLegacy as exc:
+            self.report["files"] = exc.results
+            answers = [("an Upload 2.0 request", problem)] if problem is not None else []
+            return self.not_an_endpoint([*answers, ("a legacy upload", exc.problem)])
         self.report["files"] = results
-        if any(r.status != "published" for r in results):
-            self.report["error"] = "legacy upload failed"
-            return FAILED
+        failed = [r for r in results if r.status == "error"]
+        if failed:  # each file's error is shown already
+            return self.failed([f"legacy upload failed: {failed[0].dist.filename}"], files=failed, shown=True)
         return OK
+
+    def not_an_endpoint(self, answers: list[tuple[str, ProblemError]], needs_upload2: str = "") -> int:
+        problem = not_an_endpoint(self.repository.url, answers, needs_upload2)
+        return self.failed([problem.detail], problem=problem)
+
+
+def _lines(error) -> list[str]:
+    return error.lines() if isinstance(error, ProblemError) else str(error).splitlines()

@@ -9,12 +9,22 @@ import secrets
 
 from packaging.metadata import parse_email
 
-from .api import Api, Cancelled, ProblemError, TransientError
+from .api import Api, Cancelled, ProblemError, TransientError, problem_json
 from .dists import Dist, DistError, core_metadata
 from .progress import Reporter, size
 
 # Core metadata fields whose form field has another name or shape (as twine sends them).
 RENAMED = {"platforms": "platform", "supported_platforms": "supported_platform", "license_files": "license_file"}
+# A legacy upload endpoint refuses a file with 400, 403 or 409; these say nothing takes uploads here.
+NOT_AN_ENDPOINT = frozenset({404, 405})
+
+
+class NoLegacy(Exception):
+    """The URL answered the first file as no legacy upload endpoint would."""
+
+    def __init__(self, problem: ProblemError, results: list[LegacyResult]):
+        super().__init__(f"HTTP {problem.status}")
+        self.problem, self.results = problem, results
 
 
 def form_fields(dist: Dist) -> list[tuple[str, str]]:
@@ -81,15 +91,16 @@ class LegacyResult:
     error: ProblemError | str | None = None
 
     def as_json(self) -> dict:
-        error = self.error.as_json() if isinstance(self.error, ProblemError) else self.error
         return {"filename": self.dist.filename, "path": str(self.dist.path), "size": self.dist.size,
-                "sha256": (self.dist._digests or {}).get("sha256"), "status": self.status, "error": error}
+                "sha256": (self.dist._digests or {}).get("sha256"), "status": self.status,
+                "error": problem_json(self.error)}
 
 
 def upload(api: Api, url: str, dists: list[Dist], reporter: Reporter) -> list[LegacyResult]:
-    """Upload the files one at a time, in order, stopping at the first failure (as twine does)."""
+    """Upload the files one at a time, in order, stopping at the first failure (as twine does).
+    Raise NoLegacy when the first file is answered as no upload endpoint would."""
     results = [LegacyResult(d) for d in dists]
-    for result in results:
+    for index, result in enumerate(results):
         name = result.dist.filename
         try:
             reporter.state(name, "hashing")
@@ -104,6 +115,8 @@ def upload(api: Api, url: str, dists: list[Dist], reporter: Reporter) -> list[Le
         except (ProblemError, TransientError, DistError, OSError) as exc:
             result.status, result.error = "error", exc if isinstance(exc, ProblemError) else str(exc)
             reporter.state(name, "failed")
+            if index == 0 and isinstance(exc, ProblemError) and exc.status in NOT_AN_ENDPOINT:
+                raise NoLegacy(exc, results)
             lines = exc.lines() if isinstance(exc, ProblemError) else [str(exc)]
             reporter.error([f"{name}: {lines[0]}", *lines[1:]])
             break

@@ -8,9 +8,10 @@ import dataclasses
 import datetime
 import queue
 import threading
+import time
 import urllib.parse
 
-from .api import RETRY_STATUSES, Api, Cancelled, ProblemError, TransientError, retry_after
+from .api import RETRY_STATUSES, Api, Cancelled, ProblemError, TransientError, problem_json, retry_after
 from .dists import Dist
 from .mechanisms import HTTP_POST_BYTES, RESUMABLE, Resumable, post_bytes
 from .progress import Reporter, size
@@ -19,6 +20,12 @@ from .progress import Reporter, size
 NO_UPLOAD2 = frozenset({404, 405, 406, 415})
 EXTEND_MARGIN = datetime.timedelta(minutes=15)
 EXTEND_FOR = 3600
+# How long to wait for the server to finish a file's verification or a publish (--wait-timeout),
+# and how often to say that it is still going on.
+WAIT_TIMEOUT = 600.0
+NOTE_EVERY = 30.0
+# A session with this status has no stage any more: its stage URL answers 404.
+ENDED = frozenset({"published", "canceled"})
 
 
 class NoUpload2(Exception):
@@ -30,15 +37,36 @@ class NoUpload2(Exception):
 
 
 class SessionExists(Exception):
-    def __init__(self, release: Release, location: str):
+    def __init__(self, release: Release, location: str, problem: ProblemError):
         super().__init__(f"a publishing session for {release.name} {release.version} is already open: {location}")
-        self.location = location
+        self.location, self.problem = location, problem
 
 
 class FileFailed(Exception):
     def __init__(self, reason):
         super().__init__(str(reason))
         self.reason = reason
+
+
+class WaitTimeout(Exception):
+    """The server was still ``processing`` when ``--wait-timeout`` ran out. Nothing failed:
+    the work goes on on the server, and ``session publish`` picks it up."""
+
+    def __init__(self, label: str, waited: float):
+        super().__init__(f"{label}: still processing after {seconds(waited)} (--wait-timeout)")
+        self.label, self.waited = label, waited
+
+
+def seconds(value: float) -> str:
+    return f"{value:.0f}s"
+
+
+def usable_links(body: dict) -> dict:
+    """The session's links, less the stage of a session that has ended (it answers 404)."""
+    links = dict(body.get("links") or {})
+    if body.get("status") in ENDED:
+        links.pop("stage", None)
+    return links
 
 
 @dataclasses.dataclass
@@ -49,12 +77,13 @@ class Options:
     resumable_threshold: int = 16 * 1024 * 1024
     chunk_size: int = 8 * 1024 * 1024
     join: bool = False
+    wait_timeout: float = WAIT_TIMEOUT  # 0: no limit
 
 
 @dataclasses.dataclass
 class FileResult:
     dist: Dist
-    status: str = "waiting"  # waiting, uploading, completed, error, canceled
+    status: str = "waiting"  # waiting, uploading, processing (--wait-timeout ran out), completed, error, canceled
     mechanism: str | None = None
     attempts: int = 0
     resumed: list[int] = dataclasses.field(default_factory=list)
@@ -63,12 +92,11 @@ class FileResult:
     notices: list[str] = dataclasses.field(default_factory=list)
 
     def as_json(self) -> dict:
-        error = self.error.as_json() if isinstance(self.error, ProblemError) else self.error
         digests = self.dist._digests or {}
         return {"filename": self.dist.filename, "path": str(self.dist.path), "size": self.dist.size,
                 "sha256": digests.get("sha256"), "status": self.status, "mechanism": self.mechanism,
                 "attempts": self.attempts, "resumed-from": self.resumed, "link": self.link,
-                "notices": self.notices, "error": error}
+                "notices": self.notices, "error": problem_json(self.error)}
 
 
 @dataclasses.dataclass
@@ -82,7 +110,7 @@ class Release:
 
     @property
     def label(self) -> str:
-        return f"{self.name} {self.version}"
+        return f"{self.name} {self.version}".strip()
 
     @property
     def status(self) -> str | None:
@@ -95,7 +123,7 @@ class Release:
     def as_json(self) -> dict:
         session = self.session or {}
         return {"name": self.name, "version": self.version, "session": self.links.get("session"),
-                "stage": self.links.get("stage"), "status": self.status, "created": self.created,
+                "stage": usable_links(session).get("stage"), "status": self.status, "created": self.created,
                 "expires-at": session.get("expires-at"), "notices": session.get("notices", []),
                 "files": [f.as_json() for f in self.files]}
 
@@ -127,7 +155,7 @@ class Uploader:
             location = urllib.parse.urljoin(url, location)
             # After a lost answer the session our own first attempt created answers 409.
             if not (exc.retried or self.options.join):
-                raise SessionExists(release, location)
+                raise SessionExists(release, location, exc)
             release.created = exc.retried
             release.session = _check_session(self.api.get(location).body, location)
             self.reporter.info(f"{release.label}: using the open session {release.links['session']}")
@@ -160,27 +188,55 @@ class Uploader:
                                "the server does not offer extensions")
 
     def publish(self, release: Release) -> None:
-        """Publish and wait for ``published``; raise FileFailed with the reason otherwise."""
-        url = release.links["session"]
-        try:
-            reply = self.api.post(release.links["publish"])
-        except ProblemError as exc:
-            if not (exc.retried and exc.status == 409):
-                raise
-            reply = self.api.get(url)  # an earlier attempt may have been accepted
-            if (reply.body or {}).get("status") not in ("processing", "published"):
-                raise exc
-        release.session = _check_session(reply.body, url)
-        while release.status == "processing":
-            self.api.sleep(self._poll_delay(reply.headers))
-            reply = self.api.get(url)
-            release.session = _check_session(reply.body, url)
+        """Publish and wait for ``published``; raise FileFailed with the reason otherwise, or
+        WaitTimeout. A session already ``processing`` (a publish an earlier run stopped waiting
+        for) is only waited for, and files still being verified are waited for first."""
+        url, headers = release.links["session"], None
+        if release.status == "open" and _files_processing(release.session):
+            body, _ = self.wait(release.label, url, release.session, None, _files_processing,
+                                "files are still being verified")
+            release.session = _check_session(body, url)
+        if release.status != "processing":
+            try:
+                reply = self.api.post(release.links["publish"])
+            except ProblemError as exc:
+                if not (exc.retried and exc.status == 409):
+                    raise
+                reply = self.api.get(url)  # an earlier attempt may have been accepted
+                if (reply.body or {}).get("status") not in ("processing", "published"):
+                    raise exc
+            release.session, headers = _check_session(reply.body, url), reply.headers
+        if release.status == "processing":
+            body, _ = self.wait(release.label, url, release.session, headers, _processing, "publishing")
+            release.session = _check_session(body, url)
         if release.status != "published":
             notices = release.session.get("notices") or []
             raise FileFailed(f"the session's status is {release.status}" + "".join(f"\n{n}" for n in notices))
 
     def _poll_delay(self, headers=None) -> float:
         return retry_after(headers, 1.0)
+
+    def wait(self, label: str, url: str, body: dict | None, headers, busy, doing: str) -> tuple[dict, object]:
+        """GET ``url`` (at once when ``body`` is None, then as ``Retry-After`` asks) while
+        ``busy(body)``; say so now and then, and raise WaitTimeout after ``wait_timeout``
+        seconds (0: no limit). Returns the last body and headers."""
+        limit = self.options.wait_timeout
+        started, noted = time.monotonic(), None
+        while body is None or busy(body):
+            if body is not None:
+                waited = time.monotonic() - started
+                if limit and waited >= limit:
+                    raise WaitTimeout(label, waited)
+                if noted is None or time.monotonic() - noted >= NOTE_EVERY:
+                    upto = f"up to {seconds(limit)} (--wait-timeout)" if limit else "without a limit (--wait-timeout 0)"
+                    note = f"{doing}; waiting {upto}" if noted is None else f"still processing after {seconds(waited)}"
+                    noted = time.monotonic()
+                    self.reporter.state(label, f"processing {seconds(waited)}", line=f"{label}: {note}")
+                delay = self._poll_delay(headers)
+                self.api.sleep(min(delay, limit - waited) if limit else delay)
+            reply = self.api.get(url)
+            body, headers = reply.body if isinstance(reply.body, dict) else {}, reply.headers
+        return body, headers
 
     def cancel(self, release: Release, api: Api | None = None) -> None:
         api = api or self.api
@@ -249,6 +305,10 @@ class Uploader:
             self._upload(release, result, alone)
         except _Busy:
             raise
+        except WaitTimeout as exc:
+            result.status, result.error = "processing", str(exc)
+            self.reporter.state(name, "processing")
+            self.reporter.warn(f"{exc}; stopped waiting for it")
         except Cancelled:
             result.status = "canceled"
             self.reporter.state(name, "canceled")
@@ -346,11 +406,8 @@ class Uploader:
                 self._discard(result)
                 raise FileFailed(exc)
             body, headers = None, None  # an earlier attempt may have been accepted: ask
-        while body is None or body.get("status") == "processing":
-            if body is not None:
-                self.api.sleep(self._poll_delay(headers))
-            reply = self.api.get(link)
-            body, headers = reply.body or {}, reply.headers
+        body, headers = self.wait(result.dist.filename, link, body, headers, _processing,
+                                  "the index is verifying it")
         result.notices = list(body.get("notices") or result.notices)
         if body.get("status") != "completed":
             self._discard(result)
@@ -367,6 +424,14 @@ class Uploader:
             self.api.delete(link)
         except (ProblemError, TransientError):
             pass  # best effort: the server expires it anyway
+
+
+def _processing(body) -> bool:
+    return isinstance(body, dict) and body.get("status") == "processing"
+
+
+def _files_processing(session: dict) -> bool:
+    return any(_processing(f) for f in (session.get("files") or {}).values())
 
 
 class _Busy(Exception):

@@ -137,13 +137,30 @@ def _read_bounded(stream: IO[bytes], declared: int, limit: int, what: str) -> by
     return data
 
 
-def _inspect_wheel(
-    path: StrPath, dist: Distribution, limit: int, max_members: int
-) -> bytes:
+@dataclass(frozen=True)
+class Limits:
+    """What inspecting one archive may cost: its core metadata's size, its member count,
+    and the bytes it inflates to (an sdist's gzip stream is read to its end)."""
+
+    metadata: int = 1 << 20
+    members: int = 100_000
+    inflated: int = 1 << 30
+
+
+def _too_large(kind: str, limits: Limits) -> DistributionError:
+    return _archive_error(f"The {kind} inflates to more than {limits.inflated} bytes, "
+                          "this index's limit for archives.")
+
+
+def _inspect_wheel(path: StrPath, dist: Distribution, limits: Limits) -> bytes:
+    limit, max_members = limits.metadata, limits.members
     with zipfile.ZipFile(path) as zf:
         names = zf.namelist()
         if len(names) > max_members:
             raise _archive_error(f"The wheel has more than {max_members} members.")
+        # Only METADATA and WHEEL are inflated here, but installers inflate every member.
+        if sum(info.file_size for info in zf.infolist()) > limits.inflated:
+            raise _too_large("wheel", limits)
         for name in names:
             _check_member_name(name)
         if len(set(names)) != len(names):
@@ -176,15 +193,17 @@ def _inspect_wheel(
         return metadata
 
 
-def _inspect_sdist(
-    path: StrPath, dist: Distribution, limit: int, max_members: int
-) -> bytes:
+def _inspect_sdist(path: StrPath, dist: Distribution, limits: Limits) -> bytes:
+    limit, max_members = limits.metadata, limits.members
     tops: set[str] = set()
     pkg_infos: dict[str, bytes] = {}
     with tarfile.open(path, "r:gz") as tf:
         for count, member in enumerate(tf, start=1):
             if count > max_members:
                 raise _archive_error(f"The sdist has more than {max_members} members.")
+            # Checked before tarfile inflates its way past the member's data to the next.
+            if member.offset_data + member.size > limits.inflated:
+                raise _too_large("sdist", limits)
             _check_member_name(member.name)
             if member.ischr() or member.isblk() or member.isfifo():
                 raise _archive_error(
@@ -214,11 +233,15 @@ def _inspect_sdist(
         # extract what follows, so only zero padding may follow. Draining the
         # gzip stream also catches truncation and bad CRCs.
         assert tf.fileobj is not None
+        inflated = tf.offset
         while chunk := tf.fileobj.read(1 << 16):
             if chunk.strip(b"\0"):
                 raise _archive_error(
                     "The sdist has data after the end of its tar archive."
                 )
+            inflated += len(chunk)
+            if inflated > limits.inflated:
+                raise _too_large("sdist", limits)
     if len(tops) != 1:
         raise _archive_error(
             f"An sdist needs exactly one top-level directory, found {len(tops)}."
@@ -264,18 +287,12 @@ def _parse_metadata(raw: bytes, dist: Distribution, source: str) -> CoreMetadata
     )
 
 
-def inspect_distribution(
-    path: StrPath,
-    dist: Distribution,
-    *,
-    max_metadata_size: int = 1 << 20,
-    max_members: int = 100_000,
-) -> CoreMetadata:
+def inspect_distribution(path: StrPath, dist: Distribution, limits: Limits = Limits()) -> CoreMetadata:
     """Check the file at ``path`` really is ``dist`` and return its core metadata."""
     wheel = dist.packagetype == "bdist_wheel"
     inspect = _inspect_wheel if wheel else _inspect_sdist
     try:
-        raw = inspect(path, dist, max_metadata_size, max_members)
+        raw = inspect(path, dist, limits)
     except _CORRUPT_ARCHIVE as exc:
         kind = "wheel (zip)" if wheel else "sdist (.tar.gz)"
         raise _archive_error(

@@ -19,7 +19,7 @@ from ..states import FileStatus
 from . import loading
 from .cleanup import purge_after_commit
 from .digests import ResumableDigests
-from .distributions import CoreMetadata, DistributionError, inspect_distribution, parse_filename
+from .distributions import CoreMetadata, DistributionError, Limits, inspect_distribution, parse_filename
 from .publication import check_new_files_window
 from .publishing import extension, live_files
 from .streaming import TooLarge, copy_hashing
@@ -151,8 +151,9 @@ def inspect_stored(request, filename: str, blob_key: str, metadata_key: str) -> 
     its core metadata under ``metadata_key``; raises DistributionError."""
     storage = request.find_service(IFileStorage)
     settings = request.registry["upload2.settings"]
-    metadata = inspect_distribution(storage.path(blob_key), parse_filename(filename),
-                                    max_metadata_size=settings.max_metadata_size)
+    limits = Limits(metadata=settings.max_metadata_size, members=settings.max_archive_members,
+                    inflated=settings.max_inflated_size)
+    metadata = inspect_distribution(storage.path(blob_key), parse_filename(filename), limits)
     with storage.writer(metadata_key) as fh:
         fh.write(metadata.raw)
     return metadata

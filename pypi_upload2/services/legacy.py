@@ -36,6 +36,9 @@ DIGESTS = {
 # The fields read; the rest (description, classifiers, ...) come from the file's own metadata.
 FIELDS = frozenset({":action", "protocol_version", "name", "version", "filetype", "staged", *DIGESTS})
 FIELD_LIMIT = 4096
+# Legacy clients that cannot send ``staged=true`` (User-Agent prefix -> name): the 409 for a
+# release with a live session tells their users how to end the session instead.
+NO_STAGING_CLIENTS = {"twine/": "twine", "uv/": "uv"}
 
 
 @dataclasses.dataclass
@@ -162,6 +165,19 @@ def _check_form(upload: Upload) -> Distribution:
     return dist
 
 
+def _live_session_advice(request, url: str) -> str:
+    """What the uploader can do about the release's live session ``url``, in terms of the
+    client that sent the upload (its ``User-Agent``)."""
+    agent = request.user_agent or ""
+    client = next((name for prefix, name in NO_STAGING_CLIENTS.items() if agent.startswith(prefix)), None)
+    if client is None:
+        return ("publish or cancel it first, or stage this file in it with the form field staged=true "
+                "(the header X-Upload-Staged: true).")
+    return (f"{client} cannot stage files in it, so publish or cancel the session first, then upload again: "
+            f"pypi-upload2 session publish {url} (or: pypi-upload2 session cancel {url}); or, with the "
+            f"Upload 2.0 API, POST the session's links.publish (or DELETE {url}).")
+
+
 def _session(request, who, upload: Upload, *, staged: bool) -> tuple[PublishingSession, bool]:
     """The publishing session the file joins, and whether it is new: for a staged upload,
     the release's live one (locked and authorized as every 2.0 edit), else a new one; a new
@@ -184,8 +200,7 @@ def _session(request, who, upload: Upload, *, staged: bool) -> tuple[PublishingS
         # A file published beside a live session would make its staged release public piecemeal.
         raise Conflict("Publishing session exists",
                        f"{live.name} {live.version} is being staged in a publishing session that is {live.status} "
-                       f"({url}): publish or cancel it first, or stage this file in it with the form field "
-                       "staged=true (the header X-Upload-Staged: true).", source="version", headers={"Location": url})
+                       f"({url}): {_live_session_advice(request, url)}", source="version", headers={"Location": url})
     session = loading.locked_session(request.db, live.id)
     loading.authorize(request, who, session)
     return session, False

@@ -7,7 +7,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy import orm
 
-from .. import states
+from .. import logs, states
 from ..db import parse_id
 from ..interfaces import IAuthentication, IAuthorization, IProjects
 from ..models import FileUploadSession, PublishingSession
@@ -24,13 +24,16 @@ def principal(request):
     if found is None:
         challenge = request.find_service(IAuthentication).challenge(request)
         if basic_credentials(request) is not None or request.authorization is not None:
-            detail = "The token is not valid (or was revoked)."
+            detail = "The token is not valid (or was revoked, or has expired)."
         elif challenge.startswith("Basic "):
             detail = "Send an API token with HTTP Basic authentication, username __token__."
         else:
             detail = f"Authenticate as the WWW-Authenticate header says ({challenge})."
         raise Unauthorized("Authentication required", detail, source="Authorization",
                            headers={"WWW-Authenticate": challenge})
+    # A readable name where the host's principal has one (the built-in index's, Warehouse's user).
+    username = getattr(found, "username", None) or getattr(getattr(found, "user", None), "username", None)
+    logs.note(request, user=username or principal_key(request, found))
     return found
 
 
@@ -51,6 +54,7 @@ def authorize(request, who, session: PublishingSession):
         allowed = session.created_by == principal_key(request, who)
     else:
         allowed = request.find_service(IAuthorization).may_upload(request, who, found)
+    logs.note(request, project=session.normalized_name, session=session.id)
     if not allowed:
         raise Forbidden("Not allowed", f"You may not upload to {session.name!r}.", source="authorization")
     session.host_project = found

@@ -13,7 +13,7 @@ import datetime
 import sqlalchemy as sa
 from packaging.version import Version
 
-from .. import states
+from .. import logs, states
 from ..db import utcnow
 from ..interfaces import IFilenames, IProjects, IPublisher, IReleases, ITaskQueue
 from ..models import FileUploadSession, NameReservation, PublishingSession
@@ -78,6 +78,9 @@ def _publish_reserved(request, session: PublishingSession, files, project, event
     states.publishing(session, event)
     session.processing_since = None
     session.ended_at = utcnow()
+    logs.audit(request, f"published {session.name} {session.version}: {len(files)} file(s) "
+                        f"{', '.join(f.filename for f in files) or '-'}; session {session.id}, "
+                        f"created by {session.created_by}")
 
 
 # -- deferred publish (upload2.publish_mode = deferred): the request defers, a task settles ---

@@ -8,7 +8,7 @@ import secrets
 
 import sqlalchemy as sa
 
-from .. import states
+from .. import logs, states
 from ..db import insert, utcnow
 from ..interfaces import IAuthorization, IProjects
 from ..models import FileUploadSession, NameReservation, PublishingSession
@@ -47,6 +47,7 @@ def create(request, who, name, version) -> PublishingSession:
     db = request.db
     settings = request.registry["upload2.settings"]
     name, normalized, parsed = parse_name_version(name, version)
+    logs.note(request, project=normalized)
     project = request.find_service(IProjects).find(request, normalized)
     if project is None:
         reserve_name(request, who, name, normalized)
@@ -64,6 +65,7 @@ def create(request, who, name, version) -> PublishingSession:
     if not insert(db, session):
         existing = loading.live_session_of(db, normalized, session.canonical_version)
         raise session_exists(request, existing or session)
+    logs.note(request, session=session.id)
     session.host_project = project  # as loading.authorize sets it: later steps of this request use it
     return session
 
@@ -106,6 +108,8 @@ def cancel(request, session: PublishingSession) -> None:
     request.db.flush()
     release_name(request.db, session)
     purge_after_commit(request, keys)
+    by = request.environ.get(logs.CONTEXT, {}).get("user", "the index (expired)")
+    logs.audit(request, f"canceled {session.name} {session.version}: session {session.id}, by {by}")
 
 
 def release_name(db, session: PublishingSession) -> None:

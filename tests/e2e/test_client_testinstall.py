@@ -34,8 +34,9 @@ def test_a_passing_smoke_command_publishes(server, release):
     (session,) = report["sessions"]
     check = report["test-install"]
     assert check["ok"] is True and "smoke ok" in check["output"]
-    assert check["pip"] == f"pip install --index-url {session['stage']} --extra-index-url {server}/simple/ foo==1.0"
-    assert session["status"] == "published"
+    stage = session["session"].replace("/sessions/", "/stage/")
+    assert check["pip"] == f"pip install --index-url {stage} --extra-index-url {server}/simple/ foo==1.0"
+    assert session["status"] == "published" and session["stage"] is None  # published: its stage is gone
     assert published(server, "foo") == {wheel.name: wheel.read_bytes()}
 
 

@@ -251,3 +251,31 @@ def test_legacy_uploads_racing_a_2_0_publish(server, make_user, dbsession, is_po
     blobs = {os.path.relpath(os.path.join(d, f), storage_dir) for d, _, fs in os.walk(storage_dir) for f in fs}
     assert blobs <= keys
     assert {r.blob_key for r in rows} <= blobs
+
+
+def test_twine_and_uv_are_told_how_to_end_a_live_session_then_a_rerun_passes(server, make_user, dist_dir, tmp_path):
+    """A release staged with the release client: twine and uv, which cannot stage, are told
+    to publish or cancel the session with the command they print; after the advised
+    ``pypi-upload2 session publish`` the same upload re-run is a no-op and passes."""
+    token = make_user("alice")
+    wheel = build_wheel(dist_dir, "live-demo", "1.0")
+    staged = run(os.path.join(BIN, "pypi-upload2"), "upload", "--repository-url", f"{server}/legacy/", "--token",
+                 token, "--stage", "--json", str(wheel), cwd=tmp_path)
+    assert staged.returncode == 0, staged.stdout + staged.stderr
+    url = json.loads(staged.stdout)["sessions"][0]["session"]
+
+    # twine's console wraps at 80 columns, in the middle of a URL too: COLUMNS widens it.
+    refused = run(os.path.join(BIN, "twine"), "upload", "--repository-url", f"{server}/legacy/", "-u", "__token__",
+                  "-p", token, "--non-interactive", "--disable-progress-bar", str(wheel), cwd=tmp_path,
+                  env={"COLUMNS": "500"})
+    output = refused.stdout + refused.stderr
+    assert refused.returncode == 1 and f"409 Conflict from {server}/legacy/" in output
+    assert "twine cannot stage files in it" in output and f"pypi-upload2 session publish {url}" in output
+    told = uv_publish(server, token, wheel, cwd=tmp_path)
+    assert told.returncode != 0 and "uv cannot stage files in it" in told.stderr
+    assert f"pypi-upload2 session publish {url}" in told.stderr
+
+    published = run(os.path.join(BIN, "pypi-upload2"), "session", "publish", url, "--token", token, cwd=tmp_path)
+    assert published.returncode == 0, published.stdout + published.stderr
+    assert twine(server, token, wheel, cwd=tmp_path).returncode == 0  # the published bytes: a no-op
+    assert uv_publish(server, token, wheel, cwd=tmp_path).returncode == 0

@@ -71,17 +71,98 @@ def test_db_upgrade_creates_the_database_next_to_the_ini(tmp_path, elsewhere):
     cli(elsewhere, ini, "db", "upgrade")
 
 
+def rows(result) -> list[dict[str, str]]:
+    """A listing's tab-separated lines (its output when piped) as dicts by column."""
+    header, *lines = result.stdout.rstrip("\n").split("\n")
+    return [dict(zip(header.split("\t"), line.split("\t"))) for line in lines]
+
+
 def test_user_add_prints_a_working_token_last(ini, elsewhere, app):
     first = cli(elsewhere, ini, "user", "add", "alice").stdout.strip().splitlines()
     assert first[0] == "created user alice"
     token = first[-1]
-    again = add_user(elsewhere, ini, "alice")
-    assert again != token
-
-    for working in (token, again):
-        session = Uploader(app, working).create_session("foo", "1.0").json
-        Uploader(app, working).delete(session["links"]["session"])
+    session = Uploader(app, token).create_session("foo", "1.0").json
+    Uploader(app, token).delete(session["links"]["session"])
     Uploader(app, token[:-1] + ("A" if token[-1] != "A" else "B")).create_session(status=401)
+    # Adding the user again makes no second token behind the operator's back.
+    again = cli(elsewhere, ini, "user", "add", "alice", expect=1)
+    assert "user 'alice' exists; `token add alice` makes another token" in again.stderr
+    assert again.stdout == ""
+    assert len(rows(cli(elsewhere, ini, "token", "list", "alice"))) == 1
+
+
+def test_tokens_are_added_listed_and_revoked(ini, elsewhere, app):
+    first = add_user(elsewhere, ini, "alice")
+    second = cli(elsewhere, ini, "token", "add", "alice", "--description", "CI of foo").stdout.strip()
+    assert second.startswith("pypi-upload2-") and second != first
+    listed = rows(cli(elsewhere, ini, "token", "list"))
+    assert [(t["user"], t["description"], t["last used"], t["expires"]) for t in listed] == [
+        ("alice", "", "never", "never"), ("alice", "CI of foo", "never", "never")]
+    assert first not in cli(elsewhere, ini, "token", "list").stdout  # never a secret
+
+    # Using a token stamps it (after the request, to the minute).
+    Uploader(app, second).create_session("foo", "1.0")
+    listed = {t["description"]: t for t in rows(cli(elsewhere, ini, "token", "list", "alice"))}
+    assert listed["CI of foo"]["last used"].endswith(" UTC") and listed[""]["last used"] == "never"
+
+    # A leaked token: revoke it by id; the other keeps working.
+    revoked = listed["CI of foo"]["id"]
+    assert "it no longer authenticates" in cli(elsewhere, ini, "token", "revoke", revoked).stdout
+    response = Uploader(app, second).create_session("foo", "2.0", status=401)
+    assert "not valid (or was revoked" in response.json["detail"]
+    Uploader(app, first).create_session("bar", "1.0")
+    assert cli(elsewhere, ini, "token", "revoke", revoked, expect=1).stderr.strip() == (
+        f"pypi-upload2: no such token: {revoked}")
+    assert cli(elsewhere, ini, "token", "add", "nobody", expect=1).stderr.strip() == (
+        "pypi-upload2: no such user: 'nobody'")
+
+
+def test_an_expired_token_stops_working(ini, elsewhere, app):
+    import datetime
+
+    import sqlalchemy as sa
+
+    from pypi_upload2.builtin.models import ApiToken
+
+    token = cli(elsewhere, ini, "user", "add", "alice", "--expires-in", "30").stdout.strip().splitlines()[-1]
+    [listed] = rows(cli(elsewhere, ini, "token", "list"))
+    expires = datetime.datetime.strptime(listed["expires"], "%Y-%m-%d %H:%M UTC").replace(tzinfo=datetime.UTC)
+    assert abs(expires - datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=30)) < datetime.timedelta(
+        minutes=5)
+    Uploader(app, token).create_session("foo", "1.0")
+    # Thirty days later:
+    with app.app.registry["upload2.engine"].begin() as conn:
+        conn.execute(sa.update(ApiToken).values(
+            expires_at=datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=1)))
+    response = Uploader(app, token).create_session("foo", "2.0", status=401)
+    assert "has expired" in response.json["detail"]
+    assert "positive" in cli(elsewhere, ini, "token", "add", "alice", "--expires-in", "0", expect=1).stderr
+
+
+def test_users_projects_and_sessions_are_listed(ini, elsewhere, app, dist_dir):
+    alice = Uploader(app, add_user(elsewhere, ini, "alice"))
+    add_user(elsewhere, ini, "bob")
+    published = alice.create_session("Foo", "1.0").json
+    alice.upload(published, build_wheel(dist_dir, "foo", "1.0"))
+    alice.publish(published)
+    staged = alice.create_session("foo", "2.0").json
+    alice.create_session("bar", "0.1")
+    cli(elsewhere, ini, "project", "grant", "bob", "foo")
+
+    assert [(u["user"], u["tokens"], u["projects"]) for u in rows(cli(elsewhere, ini, "user", "list"))] == [
+        ("alice", "1", "1"), ("bob", "1", "1")]
+    # Only registered projects (bar is a reserved name of a live session, not a project).
+    assert [(p["project"], p["releases"], p["may upload"]) for p in rows(cli(elsewhere, ini, "project", "list"))] == [
+        ("Foo", "1", "alice, bob")]
+    live = rows(cli(elsewhere, ini, "session", "list"))
+    assert [(s["project"], s["version"], s["status"], s["created by"], s["files"]) for s in live] == [
+        ("Foo", "2.0", "open", "alice", "0"), ("bar", "0.1", "open", "alice", "0")]
+    assert all(s["expires"].endswith(" UTC") for s in live)
+    every = rows(cli(elsewhere, ini, "session", "list", "--all"))
+    assert [(s["project"], s["version"], s["status"]) for s in every] == [
+        ("Foo", "1.0", "published"), ("Foo", "2.0", "open"), ("bar", "0.1", "open")]
+    alice.delete(staged["links"]["session"])
+    assert [s["project"] for s in rows(cli(elsewhere, ini, "session", "list"))] == ["bar"]
 
 
 def test_storage_resolves_against_the_ini_folder(ini, elsewhere, app, dist_dir, monkeypatch):

@@ -5,6 +5,7 @@ the server to misbehave."""
 from __future__ import annotations
 
 import io
+import json
 import threading
 
 import httpx
@@ -14,6 +15,7 @@ from pypi_upload2.client.api import Api, ProblemError, TransientError
 from pypi_upload2.client.config import Credentials
 from pypi_upload2.client.dists import inspect
 from pypi_upload2.client.progress import Reporter, make_console
+from pypi_upload2.client import upload
 from pypi_upload2.client.upload import FileResult, Options, Release, Uploader
 from tests.conftest import build_sdist, build_wheel
 
@@ -152,3 +154,47 @@ def test_a_lost_answer_to_session_creation_adopts_the_session_it_created(wsgi_ap
     assert lost[0].status_code == 201
     assert release.created is True and release.status == "open"
     assert release.links["session"] == lost[0].headers["Location"]
+
+
+def test_an_html_error_page_is_named_never_shown(wsgi_app, token):
+    page = "<!DOCTYPE html><html><head><title>Oops</title></head><body><h1>Bad gateway</h1></body></html>"
+    front = Front(wsgi_app, lambda request: httpx.Response(404, text=page, headers={"Content-Type": "text/html"}))
+    api, _ = make_api(front, token)
+    with pytest.raises(ProblemError) as caught:
+        api.get(BASE + "/2.0/")
+    problem = caught.value
+    assert (problem.status, problem.content_type) == (404, "text/html")
+    assert problem.detail == "The server answered with an HTML page (text/html)."
+    assert "<" not in str(problem) and "<" not in json.dumps(problem.as_json())
+
+
+def test_a_wait_says_it_is_waiting_and_stops_at_the_wait_timeout(wsgi_app, token, monkeypatch):
+    """A publish the server accepts (202) but never settles: the client notes the wait now
+    and then and gives up after ``wait_timeout`` seconds, the session left processing."""
+    monkeypatch.setattr(upload, "NOTE_EVERY", 0.3)
+
+    def never_settles(request):
+        if request.method == "POST" and request.url.path.endswith("/publish"):
+            request = httpx.Request("GET", str(request.url).removesuffix("publish"), headers=request.headers)
+        elif request.method != "GET" or "/sessions/" not in request.url.path:
+            return None
+        response = front.app.handle_request(request)
+        response.read()
+        return httpx.Response(200, json={**response.json(), "status": "processing"}, headers={"Retry-After": "0"})
+
+    front = Front(wsgi_app, never_settles)
+    api, _ = make_api(front, token)
+    reporter, out = quiet_reporter()
+    uploader = Uploader(api, reporter, Options(wait_timeout=1.0))
+    release = Release("foo", "1.0", [])
+    uploader.open_session(BASE + "/2.0/", release)
+    with pytest.raises(upload.WaitTimeout) as caught:
+        uploader.publish(release)
+    assert 1.0 <= caught.value.waited < 5
+    assert str(caught.value) == "foo 1.0: still processing after 1s (--wait-timeout)"
+    assert release.status == "processing"
+    lines = out.getvalue().splitlines()
+    assert "foo 1.0: publishing; waiting up to 1s (--wait-timeout)" in lines
+    assert any(line.startswith("foo 1.0: still processing after ") for line in lines), lines
+    polls = [r for r in front.seen if r.method == "GET"]
+    assert 3 <= len(polls) <= 15  # as Retry-After asks (0.1s at the least), not a busy loop

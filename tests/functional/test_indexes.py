@@ -305,3 +305,11 @@ def test_stage_is_gone_once_the_session_ends(alice, testapp, dist_dir, end):
     for gone in (stage, stage + "foo/", url, url + ".metadata"):
         testapp.get(gone, status=404)
     testapp.get("/simple/foo/", status=200 if end == "publish" else 404)
+
+
+def test_the_front_page_says_where_to_install_from_and_upload_to(testapp):
+    page = testapp.get("/", status=200)
+    assert page.content_type == "text/html"
+    links = {a["href"] for a in page.html.find_all("a")}
+    assert {"http://localhost/simple/", "http://localhost/2.0/", "http://localhost/legacy/"} <= links
+    assert "pip install --index-url http://localhost/simple/" in page.text

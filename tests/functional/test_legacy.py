@@ -713,3 +713,43 @@ def test_a_host_keeps_its_legacy_route_and_adds_the_2_0_dispatch(settings, make_
         assert invalid.json["meta"] == META
     finally:
         app.registry["upload2.engine"].dispose()
+
+
+@pytest.mark.parametrize(("agent", "client"), [("twine/7.0.0 CPython/3.11.7", "twine"),
+                                                ('uv/0.13.9 {"installer":{"name":"uv"}}', "uv")])
+def test_the_live_session_advice_fits_a_client_that_cannot_stage(alice, legacy_alice, testapp, dbsession,
+                                                                 dist_dir, storage_dir, agent, client):
+    session = alice.create_session("foo", "1.0").json
+    url = session["links"]["session"]
+    before = snapshot(dbsession, storage_dir)
+    response = legacy_alice.upload(build_wheel(dist_dir, "foo", "1.0"), 409, headers={"User-Agent": agent})
+    detail = response.json["detail"]
+    assert response.json["title"] == "Publishing session exists" and response.headers["Location"] == url
+    assert response.status.startswith(f"409 foo 1.0 is being staged in a publishing session that is open ({url}): "
+                                      f"{client} cannot stage files in it")
+    assert f"pypi-upload2 session publish {url}" in detail and f"pypi-upload2 session cancel {url}" in detail
+    assert f"DELETE {url}" in detail and "links.publish" in detail
+    assert "staged=true" not in detail and "X-Upload-Staged" not in detail
+    assert snapshot(dbsession, storage_dir) == before
+
+
+@pytest.mark.parametrize("agent", [None, "curl/8.5.0", "pypi-upload2/0.1.0 httpx/0.28.1"])
+def test_the_live_session_advice_for_other_clients_is_to_stage(alice, legacy_alice, dist_dir, agent):
+    url = alice.create_session("foo", "1.0").json["links"]["session"]
+    headers = {"User-Agent": agent} if agent else {}
+    response = legacy_alice.upload(build_wheel(dist_dir, "foo", "1.0"), 409, headers=headers)
+    assert response.json["detail"] == (
+        f"foo 1.0 is being staged in a publishing session that is open ({url}): publish or cancel it first, or "
+        "stage this file in it with the form field staged=true (the header X-Upload-Staged: true).")
+    assert response.headers["Location"] == url
+
+
+def test_an_archive_inflating_past_the_setting_is_refused(make_app, make_user, dist_dir, storage_dir):
+    app = make_app(**{"upload2.max_inflated_size": str(1 << 20), "upload2.max_archive_members": "50"})
+    legacy = Legacy(app, make_user("alice"))
+    bomb = build_sdist(dist_dir, "foo", "1.0", extra_members={"foo-1.0/zeros.bin": bytes(8 << 20)})
+    response = legacy.upload(bomb, 400)
+    assert "inflates to more than 1048576 bytes" in response.json["detail"]
+    many = build_wheel(dist_dir, "foo", "1.0", extra_members={f"foo/m{n}.py": b"" for n in range(60)})
+    assert "more than 50 members" in legacy.upload(many, 400).json["detail"]
+    assert not stored(storage_dir)

@@ -15,6 +15,7 @@ from pypi_upload2.services.distributions import (
     CoreMetadata,
     Distribution,
     DistributionError,
+    Limits,
     inspect_distribution,
     parse_filename,
 )
@@ -22,7 +23,7 @@ from tests.artifacts import build_sdist, build_wheel, sha256_file
 
 
 def inspect(path, **kwargs) -> CoreMetadata:
-    return inspect_distribution(path, parse_filename(path.name), **kwargs)
+    return inspect_distribution(path, parse_filename(path.name), Limits(**kwargs))
 
 
 def refused(path, source: str, match: str, **kwargs) -> DistributionError:
@@ -286,9 +287,9 @@ def test_wheel_metadata_over_the_limit(tmp_path):
     )
     assert path.stat().st_size < 64 * 1024
     refused(
-        path, "METADATA", "METADATA is larger than 65536 bytes", max_metadata_size=65536
+        path, "METADATA", "METADATA is larger than 65536 bytes", metadata=65536
     )
-    assert inspect(path, max_metadata_size=8 << 20).name == "foo"
+    assert inspect(path, metadata=8 << 20).name == "foo"
 
 
 def test_wheel_metadata_bomb_with_lying_header(tmp_path):
@@ -312,15 +313,15 @@ def test_wheel_metadata_bomb_with_lying_header(tmp_path):
     path.write_bytes(bytes(data))
     with zipfile.ZipFile(path) as zf:
         assert zf.getinfo(name.decode()).file_size == 100
-    refused(path, "archive", "not a valid wheel", max_metadata_size=65536)
+    refused(path, "archive", "not a valid wheel", metadata=65536)
 
 
 def test_wheel_with_too_many_members(tmp_path):
     path = build_wheel(
         tmp_path, "foo", "1.0", extra_members={f"foo/m{i}.py": b"" for i in range(10)}
     )
-    refused(path, "archive", "more than 10 members", max_members=10)
-    assert inspect(path, max_members=20).name == "foo"
+    refused(path, "archive", "more than 10 members", members=10)
+    assert inspect(path, members=20).name == "foo"
 
 
 @pytest.mark.parametrize(
@@ -424,7 +425,7 @@ def test_sdist_pkg_info_over_the_limit(tmp_path):
     big = b"Metadata-Version: 2.1\nName: foo\nVersion: 1.0\n\n" + b"0" * (1 << 20)
     path = build_sdist(tmp_path, "foo", "1.0", extra_members={"foo-1.0/PKG-INFO": big})
     refused(
-        path, "PKG-INFO", "PKG-INFO is larger than 1000 bytes", max_metadata_size=1000
+        path, "PKG-INFO", "PKG-INFO is larger than 1000 bytes", metadata=1000
     )
 
 
@@ -432,8 +433,8 @@ def test_sdist_with_too_many_members(tmp_path):
     path = build_sdist(
         tmp_path, "foo", "1.0"
     )  # 4 members: directory, PKG-INFO, pyproject, module
-    refused(path, "archive", "more than 3 members", max_members=3)
-    assert inspect(path, max_members=4).name == "foo"
+    refused(path, "archive", "more than 3 members", members=3)
+    assert inspect(path, members=4).name == "foo"
 
 
 def test_sdist_member_hidden_after_corrupt_header(tmp_path):
@@ -492,3 +493,31 @@ def test_wheel_with_undecodable_member_name(tmp_path):
     # The name is flagged UTF-8; make its bytes invalid UTF-8.
     path.write_bytes(path.read_bytes().replace(b"foo/\xc3\xa9.py", b"foo/\xc3\x28.py"))
     refused(path, "archive", "not a valid wheel")
+
+
+def test_an_sdist_inflating_past_the_limit_is_refused_before_it_is_inflated(tmp_path):
+    # 64 MiB of zeros gzip to about 64 KiB: the header's size is enough to refuse it.
+    path = build_sdist(tmp_path, "foo", "1.0", extra_members={"foo-1.0/zeros.bin": bytes(64 << 20)})
+    assert path.stat().st_size < 1 << 20
+    refused(path, "archive", "inflates to more than 16777216 bytes", inflated=16 << 20)
+    assert inspect(path, inflated=128 << 20).name == "foo"
+
+
+def test_an_sdist_with_inflated_padding_past_the_limit_is_refused(tmp_path):
+    # Zero padding after the archive is allowed, but it is inflated too: it counts.
+    path = build_sdist(tmp_path, "foo", "1.0")
+    with tarfile.open(path) as tf:
+        members = [(m, tf.extractfile(m).read() if m.isfile() else None) for m in tf]
+    with gzip.open(path, "wb") as gz:
+        with tarfile.open(fileobj=gz, mode="w") as out:
+            for member, data in members:
+                out.addfile(member, io.BytesIO(data) if data is not None else None)
+        gz.write(bytes(32 << 20))
+    refused(path, "archive", "inflates to more than 8388608 bytes", inflated=8 << 20)
+    assert inspect(path, inflated=64 << 20).name == "foo"
+
+
+def test_a_wheel_declaring_more_inflated_bytes_than_the_limit_is_refused(tmp_path):
+    path = build_wheel(tmp_path, "foo", "1.0", extra_members={"foo/zeros.bin": bytes(64 << 20)})
+    refused(path, "archive", "inflates to more than 16777216 bytes", inflated=16 << 20)
+    assert inspect(path, inflated=128 << 20).name == "foo"

@@ -118,16 +118,17 @@ def test_only_canceled_is_terminal_for_a_file():
 
 
 @pytest.mark.parametrize("move, status, event, reason", [
-    (states.publishing, P.PROCESSING, "cancel", "a publish of this session is in progress"),
-    (states.publishing, P.CANCELED, "edit", "the session is canceled"),
-    (states.publishing, P.ERROR, "succeed", "'succeed' is not possible"),
-    (states.file_upload, F.PROCESSING, "cancel", "the file is being processed"),
-    (states.file_upload, F.ERROR, "complete", "delete the file"),
-    (states.file_upload, F.CANCELED, "cancel", "the file upload session is canceled"),
+    (states.publishing, P.PROCESSING, "cancel", "The publishing session is processing: a publish of it is in progress."),
+    (states.publishing, P.CANCELED, "edit", "The publishing session is canceled: no further changes are possible."),
+    (states.publishing, P.ERROR, "succeed", "The publishing session is error: 'succeed' is not possible in this state."),
+    (states.file_upload, F.PROCESSING, "cancel",
+     "The file upload session is processing: wait until it is completed or in error."),
+    (states.file_upload, F.ERROR, "complete", "The file upload session is error: the upload failed; delete the file"),
+    (states.file_upload, F.CANCELED, "cancel", "The file upload session is canceled: no further changes are possible."),
 ])
 def test_a_refusal_says_why_for_its_own_kind_of_session(move, status, event, reason):
     # The enums share values ("processing", "error", "canceled"): a publishing session
     # must never be given a file's reason, nor the other way round.
     with pytest.raises(Conflict) as refused:
         move(types.SimpleNamespace(status=status), event)
-    assert reason in refused.value.detail
+    assert refused.value.detail.startswith(reason)
