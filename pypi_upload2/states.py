@@ -74,7 +74,7 @@ _PUBLISHING_REASONS = {
     P.CANCELED: "no further changes are possible",
 }
 _FILE_REASONS = {
-    F.PROCESSING: "wait until it is completed or in error",
+    F.PROCESSING: "it is being processed; wait until it is completed or in error",
     F.COMPLETED: "it is done",
     F.ERROR: "the upload failed; delete the file and start a new file upload session",
     F.CANCELED: "no further changes are possible",

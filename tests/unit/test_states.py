@@ -122,7 +122,7 @@ def test_only_canceled_is_terminal_for_a_file():
     (states.publishing, P.CANCELED, "edit", "The publishing session is canceled: no further changes are possible."),
     (states.publishing, P.ERROR, "succeed", "The publishing session is error: 'succeed' is not possible in this state."),
     (states.file_upload, F.PROCESSING, "cancel",
-     "The file upload session is processing: wait until it is completed or in error."),
+     "The file upload session is processing: it is being processed; wait until it is completed or in error."),
     (states.file_upload, F.ERROR, "complete", "The file upload session is error: the upload failed; delete the file"),
     (states.file_upload, F.CANCELED, "cancel", "The file upload session is canceled: no further changes are possible."),
 ])
