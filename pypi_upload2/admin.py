@@ -14,6 +14,9 @@ from importlib import resources
 
 import alembic.command
 import alembic.config
+import alembic.util
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 import sqlalchemy as sa
 from packaging.utils import canonicalize_name
 from pyramid.paster import get_appsettings, setup_logging
@@ -59,6 +62,26 @@ def adopt_unprefixed_history(engine) -> None:
 
 
 UNPREFIXED_REVISIONS = {"0001", "0002", "0003"}
+
+
+def current(engine) -> list[str]:
+    """The revisions the database is at, one per branch, with ``(head)`` where it is the newest."""
+    script = ScriptDirectory.from_config(alembic_config(engine))
+    heads = set(script.get_heads())
+    with engine.connect() as conn:
+        revisions = MigrationContext.configure(conn, opts={"version_table": db.VERSION_TABLE}).get_current_heads()
+    return [f"{r} (head)" if r in heads else r for r in sorted(revisions)]
+
+
+def downgrade(engine, target: str) -> None:
+    """Undo migrations down to ``target`` (a revision, e.g. ``index@0004``): the step before
+    going back to an older release of the code, whose scripts do not know the newer ones."""
+    try:
+        alembic.command.downgrade(alembic_config(engine), target)
+    except alembic.util.CommandError as exc:
+        raise Failure(f"cannot downgrade to {target}: {exc}")
+    except RuntimeError as exc:  # a migration that cannot be undone says why
+        raise Failure(str(exc))
 
 
 class Failure(Exception):
@@ -224,6 +247,11 @@ def run(args) -> int:
         if args.admin == "upgrade":
             upgrade(engine, core_only=args.core)
             print("database is up to date")
+        elif args.admin == "current":
+            print("\n".join(current(engine)) or "no migrations applied")
+        elif args.admin == "downgrade":
+            downgrade(engine, args.target)
+            print("\n".join(current(engine)) or "no migrations applied")
         else:
             COMMANDS[args.admin](session, args)
             session.commit()

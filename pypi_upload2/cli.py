@@ -1,4 +1,4 @@
-"""``pypi-upload2 [-c CONFIG] db upgrade | user add|list | token add|list|revoke |
+"""``pypi-upload2 [-c CONFIG] db upgrade|current|downgrade | user add|list | token add|list|revoke |
 project grant|revoke|list | session list``, and the release client, which needs no CONFIG:
 ``pypi-upload2 upload | session status|publish|cancel|extend``."""
 
@@ -18,6 +18,10 @@ def parser() -> argparse.ArgumentParser:
     upgrade.add_argument("--core", action="store_true",
                          help="only the plugin's session tables (a host index keeps its own projects and users)")
     upgrade.set_defaults(admin="upgrade")
+    dbp.add_parser("current", help="the revisions applied, one per branch").set_defaults(admin="current")
+    down = dbp.add_parser("downgrade", help="undo migrations down to TARGET, before running older code")
+    down.add_argument("target", help="a revision, e.g. index@0004 (db current names them)")
+    down.set_defaults(admin="downgrade")
     users = commands.add_parser("user", help="users and their first API token").add_subparsers(
         dest="action", required=True)
     add = users.add_parser("add", help="create a user and print its first API token last")

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -53,20 +54,48 @@ def count(dbsession, model) -> int:
     return n
 
 
-@pytest.fixture(scope="session")
-def database_url(tmp_path_factory):
+@contextlib.contextmanager
+def own_database(sqlite_path, prefix: str):
+    """A new empty database: on the PostgreSQL server of UPLOAD2_TEST_DATABASE_URL (dropped
+    afterwards), else an SQLite file at ``sqlite_path``."""
     server = os.environ.get("UPLOAD2_TEST_DATABASE_URL")
     if not server:
-        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite'}"
+        yield f"sqlite:///{sqlite_path}"
         return
-    name = f"upload2_test_{os.getpid()}_{secrets.token_hex(4)}"
-    admin = sa.create_engine(db.normalize_url(server), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
+    name = f"{prefix}_{os.getpid()}_{secrets.token_hex(4)}"
+    maintenance = sa.create_engine(db.normalize_url(server), isolation_level="AUTOCOMMIT")
+    with maintenance.connect() as conn:
         conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    yield db.normalize_url(server).set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.dispose()
+    try:
+        yield db.normalize_url(server).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with maintenance.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        maintenance.dispose()
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory):
+    with own_database(tmp_path_factory.mktemp("db") / "test.sqlite", "upload2_test") as url:
+        yield url
+
+
+@pytest.fixture
+def fresh_url(tmp_path):
+    """A database of this test's own, empty."""
+    with own_database(tmp_path / "own.sqlite", "upload2_own") as url:
+        yield url
+
+
+def stop_group(proc, signum=signal.SIGINT, timeout: float = 15) -> None:
+    """Stop a server started with ``start_new_session=True`` (gunicorn: SIGINT is its quick
+    shutdown); a process group still busy after ``timeout`` is killed."""
+    os.killpg(proc.pid, signum)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="session")

@@ -231,3 +231,20 @@ def test_commands_before_db_upgrade_fail_clearly(tmp_path, elsewhere):
     result = cli(elsewhere, ini, "user", "add", "alice", expect=1)
     assert result.stderr.startswith("pypi-upload2: database error:")
     assert "Traceback" not in result.stderr
+
+
+def test_db_current_and_downgrade_go_back_one_release(tmp_path, elsewhere):
+    ini = write_ini(tmp_path / "site", "sqlite:///var/x.sqlite")
+    assert cli(elsewhere, ini, "db", "current").stdout == "no migrations applied\n"
+    cli(elsewhere, ini, "db", "upgrade")
+    head = cli(elsewhere, ini, "db", "current").stdout
+    assert head.endswith(" (head)\n") and head.count("\n") == 1
+
+    assert cli(elsewhere, ini, "db", "downgrade", "index@0004").stdout == "0004\n"
+    # 0004 moved the data into new tables: only the backup taken before it goes further back.
+    refused = cli(elsewhere, ini, "db", "downgrade", "index@0003", expect=1)
+    assert "restore the database backup" in refused.stderr
+    assert "Can't locate revision" in cli(elsewhere, ini, "db", "downgrade", "0099", expect=1).stderr
+    assert cli(elsewhere, ini, "db", "current").stdout == "0004\n"
+    cli(elsewhere, ini, "db", "upgrade")
+    assert cli(elsewhere, ini, "db", "current").stdout == head

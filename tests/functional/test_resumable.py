@@ -8,7 +8,6 @@ import contextlib
 import hashlib
 import io
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from pypi_upload2.mechanisms.resumable import IDENTIFIER
 from pypi_upload2.models import FileUploadSession
 from pypi_upload2.builtin.models import Role, User
 from pypi_upload2 import main
-from tests.conftest import Uploader, assert_problem, basic, build_wheel, free_port, wait_for
+from tests.conftest import Uploader, assert_problem, basic, build_wheel, free_port, stop_group, wait_for
 
 PARTIAL = "application/partial-upload"
 MISMATCHING_OFFSET = "https://iana.org/assignments/http-problem-types#mismatching-upload-offset"
@@ -385,12 +384,7 @@ def gunicorn(ini, port: int, workers: int = 2):
         wait_for(f"http://127.0.0.1:{port}/simple/")
         yield f"http://127.0.0.1:{port}"
     finally:
-        os.killpg(proc.pid, signal.SIGINT)  # gunicorn's quick shutdown
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:  # a worker stuck in a request: the group goes
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        stop_group(proc, timeout=10)
 
 
 def raw_patch_start(base: str, path: str, headers: dict, body: bytes, announced: int) -> socket.socket:

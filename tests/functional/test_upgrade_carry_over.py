@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime
 import os
-import secrets
 import subprocess
 import sys
 
@@ -36,25 +35,6 @@ OLD_TABLES = {"users", "api_tokens", "projects", "roles", "releases", "release_f
 CORE_TABLES = {"upload2_publishing_sessions", "upload2_file_upload_sessions", "upload2_name_reservations"}
 INDEX_TABLES = {"upload2_users", "upload2_api_tokens", "upload2_projects", "upload2_roles", "upload2_releases",
                 "upload2_release_files", "upload2_filenames"}
-
-
-@pytest.fixture
-def fresh_url(tmp_path):
-    """A database of this test's own, empty."""
-    server = os.environ.get("UPLOAD2_TEST_DATABASE_URL")
-    if not server:
-        yield f"sqlite:///{tmp_path / 'own.sqlite'}"
-        return
-    name = f"upload2_carry_{os.getpid()}_{secrets.token_hex(4)}"
-    maintenance = sa.create_engine(db.normalize_url(server), isolation_level="AUTOCOMMIT")
-    with maintenance.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield db.normalize_url(server).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with maintenance.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        maintenance.dispose()
 
 
 @pytest.fixture
