@@ -102,6 +102,15 @@ class IPublishedFiles(Interface):
         """The published file ``filename`` as an entry, or ``None``."""
 
 
+class IPublishedArchives(Interface):
+    """Optional: the bytes of the host's published files. Without it, the stage diff compares
+    files, wheel tags and sizes only, and says so."""
+
+    def open(request, filename, metadata=False):
+        """A readable, seekable binary file of the published file ``filename`` (``metadata``:
+        its core metadata), or ``None``; the caller closes it."""
+
+
 class IFileStorage(Interface):
     """Where the bytes of staged files live, addressed by server-derived keys."""
 

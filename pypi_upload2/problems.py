@@ -82,6 +82,10 @@ class SecondSdist(Conflict):
     """An sdist for a release that has one (in the index or in the session)."""
 
 
+class PublishWouldFail(Conflict):
+    """A preflight's answer: every problem a publish of the session would fail with now."""
+
+
 class FilenameConflict(Conflict):
     """Filenames the host's namespace refuses when a publish reserves them; ``errors`` names
     each file."""

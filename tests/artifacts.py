@@ -24,7 +24,7 @@ def _record_hash(digest: bytes) -> str:
 
 
 def _core_metadata(
-    name: str, version: str, requires_python: str | None = None
+    name: str, version: str, requires_python: str | None = None, requires_dist: list[str] = ()
 ) -> bytes:
     lines = [
         "Metadata-Version: 2.1",
@@ -34,6 +34,7 @@ def _core_metadata(
     ]
     if requires_python is not None:
         lines.append(f"Requires-Python: {requires_python}")
+    lines += [f"Requires-Dist: {requirement}" for requirement in requires_dist]
     return ("\n".join(lines) + "\n\n").encode("utf-8")
 
 
@@ -50,6 +51,7 @@ def build_wheel(
     metadata_name: str | None = None,
     metadata_version: str | None = None,
     padding: int = 0,
+    requires_dist: list[str] = (),
 ) -> pathlib.Path:
     """Write an installable wheel into ``directory`` and return its path."""
     escaped = _escape(name)
@@ -59,7 +61,7 @@ def build_wheel(
     members: dict[str, bytes] = {
         f"{module}/__init__.py": module_source.encode("utf-8"),
         f"{dist_info}/METADATA": _core_metadata(
-            metadata_name or name, metadata_version or version, requires_python
+            metadata_name or name, metadata_version or version, requires_python, requires_dist
         ),
         f"{dist_info}/WHEEL": (
             "Wheel-Version: 1.0\n"

@@ -146,6 +146,21 @@ def wsgi_app(settings, dbsession):
 
 
 @pytest.fixture
+def make_app(settings, dbsession):
+    """``make_app(**settings)``: the app with extra settings, under WebTest."""
+    apps = []
+
+    def make(**extra):
+        app = main({}, **settings, **extra)
+        apps.append(app)
+        return webtest.TestApp(app)
+
+    yield make
+    for app in apps:
+        app.registry["upload2.engine"].dispose()
+
+
+@pytest.fixture
 def testapp(wsgi_app):
     return webtest.TestApp(wsgi_app)
 

@@ -2,8 +2,8 @@
 releases, files and public ``/simple/``, as one implementation of the plugin's interfaces
 (interfaces.py). ``pypi_upload2`` includes it unless ``upload2.index`` names another."""
 
-from ..interfaces import (IAuthentication, IAuthorization, IFilenames, IProjects, IPublishedFiles, IPublisher,
-                          IReleases)
+from ..interfaces import (IAuthentication, IAuthorization, IFilenames, IProjects, IPublishedArchives,
+                          IPublishedFiles, IPublisher, IReleases)
 
 
 def includeme(config):
@@ -13,7 +13,7 @@ def includeme(config):
 
     config.register_service_factory(TokenAuthentication.create_service, IAuthentication)
     config.register_service_factory(RoleAuthorization.create_service, IAuthorization)
-    for iface in (IProjects, IReleases, IFilenames, IPublisher, IPublishedFiles):
+    for iface in (IProjects, IReleases, IFilenames, IPublisher, IPublishedFiles, IPublishedArchives):
         config.register_service_factory(BuiltinIndex.create_service, iface)
     config.registry["upload2.index_checks"] = ("pypi_upload2.builtin.checks.project_quota",)
     # The public index, unless a host serves its own /simple/ and /files/.

@@ -9,14 +9,15 @@ from packaging.version import Version
 from zope.interface import implementer
 
 from ..db import insert, utcnow
-from ..interfaces import IFilenames, IProjects, IPublishedFiles, IPublisher, IReleases
+from ..interfaces import (IFilenames, IFileStorage, IProjects, IPublishedArchives, IPublishedFiles, IPublisher,
+                          IReleases)
 from ..problems import Conflict, FilenameConflict, SecondSdist
 from ..services.versions import canonical_version
 from ..views.index import Entry, core_metadata_sha256
 from .models import Filename, Project, Release, ReleaseFile, Role
 
 
-@implementer(IProjects, IReleases, IFilenames, IPublisher, IPublishedFiles)
+@implementer(IProjects, IReleases, IFilenames, IPublisher, IPublishedFiles, IPublishedArchives)
 class BuiltinIndex:
     def __init__(self, db):
         self.db = db
@@ -119,3 +120,11 @@ class BuiltinIndex:
         row = self.db.execute(sa.select(ReleaseFile, Release.version).join(Release)
                               .where(ReleaseFile.filename == filename)).first()
         return self._entry(request, *row) if row is not None else None
+
+    # -- IPublishedArchives ----------------------------------------------------------------
+
+    def open(self, request, filename: str, metadata: bool = False):
+        f = self.db.scalar(sa.select(ReleaseFile).where(ReleaseFile.filename == filename))
+        if f is None or (metadata and not f.metadata_sha256):
+            return None
+        return request.find_service(IFileStorage).open(f.metadata_key if metadata else f.blob_key)

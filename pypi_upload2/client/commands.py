@@ -16,7 +16,7 @@ import threading
 import urllib.parse
 from pathlib import Path
 
-from . import config, dists as dists_module
+from . import config, dists as dists_module, review
 from .api import Api, Cancelled, ProblemError, TransientError, problem_json
 from .flow import FAILED, INTERRUPTED, OK, TIMED_OUT, USAGE, Flow, resume_commands
 from .progress import Reporter, make_console
@@ -112,7 +112,9 @@ def add_commands(subparsers):
     helps = {"status": "show the session's state, files and notices",
              "publish": "publish the session and wait until it is published",
              "cancel": "cancel the session and discard its files",
-             "extend": "ask the server to extend the session's lifetime"}
+             "extend": "ask the server to extend the session's lifetime",
+             "preflight": "report every problem a publish would hit now, changing nothing (exit 1 if any)",
+             "diff": "compare the stage with the project's latest published release"}
     for action, text in helps.items():
         sub = actions.add_parser(action, help=text, description=text)
         sub.add_argument("session_url", metavar="SESSION_URL")
@@ -253,6 +255,8 @@ def session_command(args) -> int:
                 raise FileFailed("the server does not offer extensions of this session")
             api.post(release.links["extend"], {"extend-for": args.extend_for})
             uploader.refresh(release)
+        elif args.action in ("preflight", "diff"):
+            report[args.action] = _review(api, reporter, release, args.action)
     except (ProblemError, TransientError, FileFailed, WaitTimeout, KeyboardInterrupt) as exc:
         reason = exc.reason if isinstance(exc, FileFailed) else exc
         code = FAILED
@@ -274,12 +278,22 @@ def session_command(args) -> int:
     body = release.session if release.session.get("status") else None
     if body is not None:
         body = {**body, "links": usable_links(body)}
-        if code in (OK, FAILED, TIMED_OUT):
+        if code in (OK, FAILED, TIMED_OUT) and args.action not in ("preflight", "diff"):
             _show_session(reporter, body, repository.url)
     report["session"] = body
     report["ok"] = code == OK
     _emit(args, report)
     return code
+
+
+def _review(api, reporter: Reporter, release: Release, action: str) -> dict:
+    """The preflight (a problem raised when a publish would fail) or the diff, reported."""
+    url = release.links.get(review.PREFLIGHT if action == "preflight" else review.DIFF)
+    if url is None:
+        raise FileFailed(f"the server does not offer a {action} of this session")
+    body = api.get(url).body
+    reporter.result("a publish now would succeed" if action == "preflight" else "\n".join(review.diff_lines(body)))
+    return body
 
 
 def _show_session(reporter: Reporter, body: dict, url: str) -> None:

@@ -9,6 +9,8 @@ def includeme(config):
     config.add_route("upload2.session", session)
     config.add_route("upload2.publish", session + "publish")
     config.add_route("upload2.extend", session + "extend")
+    config.add_route("upload2.preflight", session + "preflight")
+    config.add_route("upload2.diff", session + "diff")
     config.add_route("upload2.upload", session + "files/")
     config.add_route("upload2.file", file)
     config.add_route("upload2.file.complete", file + "complete")
@@ -22,5 +24,6 @@ def includeme(config):
     config.scan(".mechanisms")
     config.scan(".resumable")
     config.scan(".stage")
+    config.scan(".review")
     config.include(".errors")
     config.include(".legacy")  # the legacy upload route (upload2.legacy_path), and add_upload2_dispatch

@@ -37,6 +37,9 @@ def session_links(request, session) -> dict:
         "session": request.route_url("upload2.session", token=token),
         "publish": request.route_url("upload2.publish", token=token),
         "extend": request.route_url("upload2.extend", token=token),
+        # Extensions under the PEP's vendor prefix: clients that do not know them ignore them.
+        "vnd-upload2-preflight": request.route_url("upload2.preflight", token=token),
+        "vnd-upload2-diff": request.route_url("upload2.diff", token=token),
     }
 
 
@@ -167,6 +170,8 @@ def extend_file(request):
 @upload2_view(route_name="upload2.session")
 @upload2_view(route_name="upload2.publish")
 @upload2_view(route_name="upload2.extend")
+@upload2_view(route_name="upload2.preflight")
+@upload2_view(route_name="upload2.diff")
 @upload2_view(route_name="upload2.upload")
 @upload2_view(route_name="upload2.file")
 @upload2_view(route_name="upload2.file.complete")

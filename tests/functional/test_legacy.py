@@ -13,7 +13,7 @@ import webtest
 from pyramid.config import Configurator
 from pyramid.response import Response
 
-from pypi_upload2 import main, tasks
+from pypi_upload2 import tasks
 from pypi_upload2.db import Base
 from pypi_upload2.models import NameReservation, PublishingSession
 from pypi_upload2.builtin.models import Filename, Project, Release, ReleaseFile, Role, User
@@ -99,20 +99,6 @@ def listed(testapp, name) -> dict[str, dict]:
 @pytest.fixture
 def legacy_alice(testapp, make_user):
     return Legacy(testapp, make_user("alice"))
-
-
-@pytest.fixture
-def make_app(settings, dbsession):
-    apps = []
-
-    def make(**extra):
-        app = main({}, **settings, **extra)
-        apps.append(app)
-        return webtest.TestApp(app)
-
-    yield make
-    for app in apps:
-        app.registry["upload2.engine"].dispose()
 
 
 def test_upload_publishes_each_file_at_once(legacy_alice, testapp, dbsession, dist_dir, storage_dir):

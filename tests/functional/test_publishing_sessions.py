@@ -44,7 +44,8 @@ def test_create_answers_201_with_location_and_the_peps_body(alice, dbsession):
     assert set(body) == {"meta", "links", "mechanisms", "session-token", "expires-at", "status", "files",
                          "notices"}
     assert body["meta"] == META
-    assert set(body["links"]) == {"stage", "upload", "session", "publish", "extend"}
+    assert set(body["links"]) == {"stage", "upload", "session", "publish", "extend", "vnd-upload2-preflight",
+                                  "vnd-upload2-diff"}
     assert all(url.startswith("http://localhost/") for url in body["links"].values())
     assert response.headers["Location"] == body["links"]["session"]
     assert "http-post-bytes" in body["mechanisms"] and all(isinstance(m, str) for m in body["mechanisms"])

@@ -226,3 +226,15 @@ def test_the_hosts_own_pages_services_and_session_survive_the_include(host, host
         env["closer"]()
     # The plugin's API is there, under its own root, answering the host's credentials only.
     assert_problem(host.post("/2.0/", status=401), 401)
+
+
+def test_the_stage_diff_without_the_hosts_archives_compares_files_only(host, alice, dist_dir, tmp_path):
+    publish_foo(alice, dist_dir)
+    later = alice.create_session("foo-bar", "1.1").json
+    alice.upload(later, build_sdist(dist_dir, "Foo.Bar", "1.1"))
+    body = alice.get(later["links"]["vnd-upload2-diff"]).json
+    assert body["base-version"] == "1.0"
+    assert body["files"] == {"added": ["foo_bar-1.1.tar.gz"], "removed": ["foo_bar-1.0-py3-none-any.whl"]}
+    assert body["notices"] == ["The published release's core metadata is not available to compare.",
+                               "The published wheels cannot be read: modules and entry points are not compared."]
+    assert alice.get(later["links"]["vnd-upload2-preflight"]).json["errors"] == []
