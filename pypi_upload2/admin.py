@@ -117,7 +117,7 @@ def user_add(session, args) -> None:
     user = User(username=args.name)
     session.add(user)
     print(f"created user {args.name}")
-    print(new_token(session, user, args.description, _expiry(args.expires_in)))
+    print(new_token(session, user, args.description, _expiry(args.expires_in), may_publish=not args.stage_only))
 
 
 def user_list(session, args) -> None:
@@ -130,16 +130,18 @@ def user_list(session, args) -> None:
 
 def token_add(session, args) -> None:
     user = _user(session, args.user)
-    print(new_token(session, user, args.description, _expiry(args.expires_in)))
-    audit_log.info("added a token for %s (%s)", user.username, args.description or "no description")
+    print(new_token(session, user, args.description, _expiry(args.expires_in), may_publish=not args.stage_only))
+    audit_log.info("added a %stoken for %s (%s)", "stage-only " if args.stage_only else "", user.username,
+                   args.description or "no description")
 
 
 def token_list(session, args) -> None:
     query = sa.select(ApiToken, User.username).join(User).order_by(ApiToken.id)
     if args.user:
         query = query.where(ApiToken.user_id == _user(session, args.user).id)
-    _table(["id", "user", "description", "created", "last used", "expires"],
-           [(t.id, name, t.description, _when(t.created), _when(t.last_used), _when(t.expires_at))
+    _table(["id", "user", "may", "description", "created", "last used", "expires"],
+           [(t.id, name, "publish" if t.may_publish else "stage", t.description, _when(t.created),
+             _when(t.last_used), _when(t.expires_at))
             for t, name in session.execute(query)])
 
 

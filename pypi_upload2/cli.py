@@ -60,6 +60,8 @@ def parser() -> argparse.ArgumentParser:
 def _token_options(parser) -> None:
     parser.add_argument("--description", default="", help="what the token is for (e.g. 'CI of foo')")
     parser.add_argument("--expires-in", type=int, metavar="DAYS", help="the token stops working after DAYS days")
+    parser.add_argument("--stage-only", action="store_true",
+                        help="the token may stage and cancel releases but not publish them (for CI)")
 
 
 def main(argv=None) -> int:

@@ -35,6 +35,15 @@ class IAuthorization(Interface):
         """True when ``principal`` may register the new normalized project ``name``."""
 
 
+class IPublishApproval(Interface):
+    """Optional: who may publish, where the host has credentials that may stage but not publish.
+    Without it, whoever may upload to a session may publish it."""
+
+    def may_publish(request, principal, project):
+        """True if ``principal`` may publish a release of ``project`` (``None`` for a name only
+        reserved); checked on every publish request and by the preflight."""
+
+
 class IProjects(Interface):
     """The host's projects: found by name, and new names registered under its rules."""
 

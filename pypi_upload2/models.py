@@ -61,6 +61,7 @@ class PublishingSession(Base):
     #: The host's project, set when services/loading.py authorizes a request (None: the
     #: name is only reserved). Not a column: the host's rows are the host's.
     host_project = None
+    host_principal = None  # likewise, the principal the request was authorized as
 
 
 class FileUploadSession(Base):

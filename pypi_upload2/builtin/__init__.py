@@ -2,7 +2,7 @@
 releases, files and public ``/simple/``, as one implementation of the plugin's interfaces
 (interfaces.py). ``pypi_upload2`` includes it unless ``upload2.index`` names another."""
 
-from ..interfaces import (IAuthentication, IAuthorization, IFilenames, IProjects, IPublishedArchives,
+from ..interfaces import (IAuthentication, IAuthorization, IFilenames, IProjects, IPublishApproval, IPublishedArchives,
                           IPublishedFiles, IPublisher, IReleases)
 
 
@@ -12,7 +12,8 @@ def includeme(config):
     from .index import BuiltinIndex
 
     config.register_service_factory(TokenAuthentication.create_service, IAuthentication)
-    config.register_service_factory(RoleAuthorization.create_service, IAuthorization)
+    for iface in (IAuthorization, IPublishApproval):
+        config.register_service_factory(RoleAuthorization.create_service, iface)
     for iface in (IProjects, IReleases, IFilenames, IPublisher, IPublishedFiles, IPublishedArchives):
         config.register_service_factory(BuiltinIndex.create_service, iface)
     config.registry["upload2.index_checks"] = ("pypi_upload2.builtin.checks.project_quota",)

@@ -3,6 +3,7 @@ project roles."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import hmac
 import secrets
@@ -12,7 +13,7 @@ from sqlalchemy import orm
 from zope.interface import implementer
 
 from ..db import parse_id, utcnow
-from ..interfaces import IAuthentication, IAuthorization
+from ..interfaces import IAuthentication, IAuthorization, IPublishApproval
 from ..services.auth import basic_credentials, secret_digest
 from .models import ApiToken, Role, User
 
@@ -23,10 +24,12 @@ TOKEN_PREFIX = "pypi-upload2-"
 LAST_USED_RESOLUTION = datetime.timedelta(minutes=1)
 
 
-def new_token(db, user: User, description: str = "", expires_at: datetime.datetime | None = None) -> str:
+def new_token(db, user: User, description: str = "", expires_at: datetime.datetime | None = None, *,
+              may_publish: bool = True) -> str:
     """Create an API token for ``user``; the plain token is returned once, never stored."""
     secret = secrets.token_urlsafe(32)
-    token = ApiToken(user=user, digest=secret_digest(secret), description=description, expires_at=expires_at)
+    token = ApiToken(user=user, digest=secret_digest(secret), description=description, expires_at=expires_at,
+                     may_publish=may_publish)
     db.add(token)
     db.flush()
     return f"{TOKEN_PREFIX}{token.id}-{secret}"
@@ -43,6 +46,22 @@ def _record_use(engine, token_id: int, now: datetime.datetime) -> None:
             .values(last_used=now))
 
 
+@dataclasses.dataclass(frozen=True)
+class TokenPrincipal:
+    """A user, as the token of this request lets them act."""
+
+    user: User
+    may_publish: bool
+
+    @property
+    def id(self) -> int:
+        return self.user.id
+
+    @property
+    def username(self) -> str:
+        return self.user.username
+
+
 @implementer(IAuthentication)
 class TokenAuthentication:
     def __init__(self, db):
@@ -52,7 +71,7 @@ class TokenAuthentication:
     def create_service(cls, context, request):
         return cls(request.db)
 
-    def identify(self, request) -> User | None:
+    def identify(self, request) -> TokenPrincipal | None:
         credentials = basic_credentials(request)
         if credentials is None or credentials[0] != "__token__":
             return None
@@ -70,18 +89,19 @@ class TokenAuthentication:
         if token.last_used is None or token.last_used < now - LAST_USED_RESOLUTION:
             engine, token_id = self.db.get_bind(), token.id
             request.add_finished_callback(lambda _request: _record_use(engine, token_id, now))
-        return token.user
+        return TokenPrincipal(token.user, token.may_publish)
 
-    def principal_key(self, principal: User) -> str:
+    def principal_key(self, principal: TokenPrincipal) -> str:
         return str(principal.id)
 
     def challenge(self, request) -> str:
         return f'Basic realm="{request.registry["upload2.settings"].realm}"'
 
 
-@implementer(IAuthorization)
+@implementer(IAuthorization, IPublishApproval)
 class RoleAuthorization:
-    """Anyone with a role on a project may upload to it; any user may register a free name."""
+    """Anyone with a role on a project may upload to it, and publish with a token that is not
+    stage-only; any user may register a free name."""
 
     def __init__(self, db):
         self.db = db
@@ -90,11 +110,14 @@ class RoleAuthorization:
     def create_service(cls, context, request):
         return cls(request.db)
 
-    def may_upload(self, request, principal: User, project) -> bool:
+    def may_upload(self, request, principal: TokenPrincipal, project) -> bool:
         return self.db.scalar(
             sa.select(sa.func.count()).select_from(Role)
             .where(Role.user_id == principal.id, Role.project_id == project.id)
         ) > 0
 
-    def may_register(self, request, principal: User, name: str) -> bool:
+    def may_register(self, request, principal: TokenPrincipal, name: str) -> bool:
         return True
+
+    def may_publish(self, request, principal: TokenPrincipal, project) -> bool:
+        return principal.may_publish

@@ -35,6 +35,8 @@ class ApiToken(Base):
     # None: never expires; last_used to the minute (written outside the request's transaction).
     expires_at: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime)
     last_used: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime)
+    # False: a stage-only token, which may stage and cancel releases but not publish them.
+    may_publish: Mapped[bool] = mapped_column(sa.Boolean, default=True, server_default=sa.true())
 
     user: Mapped[User] = relationship(back_populates="tokens")
 

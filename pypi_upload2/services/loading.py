@@ -57,7 +57,7 @@ def authorize(request, who, session: PublishingSession):
     logs.note(request, project=session.normalized_name, session=session.id)
     if not allowed:
         raise Forbidden("Not allowed", f"You may not upload to {session.name!r}.", source="authorization")
-    session.host_project = found
+    session.host_project, session.host_principal = found, who
     return found
 
 

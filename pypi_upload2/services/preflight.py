@@ -14,7 +14,7 @@ from ..problems import Problem
 from ..states import FileStatus
 from .. import states
 from . import checks, loading
-from .publication import new_files_window_closed
+from .publication import STAGE_ONLY, may_publish, new_files_window_closed
 from .publishing import live_files
 
 
@@ -25,6 +25,8 @@ def problems(request, session, project) -> list[dict]:
         states.publishing(session, "publish", dry_run=True)
     except Problem as refusal:
         errors += refusal.errors
+    if not may_publish(request, session, project):
+        errors.append({"source": "authorization", "message": STAGE_ONLY})
     files = live_files(session)
     if files and (closed := new_files_window_closed(request, session, project)):
         errors.append({"source": "session", "message": closed})

@@ -15,9 +15,9 @@ from packaging.version import Version
 
 from .. import logs, states
 from ..db import utcnow
-from ..interfaces import IFilenames, IProjects, IPublisher, IReleases, ITaskQueue
+from ..interfaces import IFilenames, IProjects, IPublishApproval, IPublisher, IReleases, ITaskQueue
 from ..models import FileUploadSession, NameReservation, PublishingSession
-from ..problems import BadRequest, Conflict, Problem, UnprocessableContent
+from ..problems import BadRequest, Conflict, Forbidden, Problem, UnprocessableContent
 from ..states import FileStatus, PublishingStatus
 from . import checks, loading
 from .publishing import live_files
@@ -43,12 +43,28 @@ def check_new_files_window(request, session: PublishingSession, project, source:
         raise BadRequest("New files window closed", reason, source=source)
 
 
+STAGE_ONLY = ("This credential may stage and cancel releases but not publish them: it lacks the publish "
+              "permission. Publish with a credential that has it, e.g. a maintainer's own token.")
+
+
+def may_publish(request, session: PublishingSession, project) -> bool:
+    """The host's IPublishApproval says the principal the request was authorized as may
+    publish (without one, whoever may upload may publish)."""
+    try:
+        approval = request.find_service(IPublishApproval)
+    except LookupError:
+        return True
+    return bool(approval.may_publish(request, session.host_principal, project))
+
+
 def publish(request, session: PublishingSession, project, *, deferrable: bool = True) -> None:
     """Publish every completed file atomically, or (``upload2.publish_mode`` deferred, when
     ``deferrable``) reserve their filenames and leave the rest to a task: the session is then
     ``processing``. A failure raises (409 for a conflict, 422 for a failed publish check)
     and changes nothing."""
     states.publishing(session, "publish", dry_run=True)
+    if not may_publish(request, session, project):
+        raise Forbidden("Publish not allowed", STAGE_ONLY, source="authorization")
     files = live_files(session)
     if files:  # publishing no file adds none: only ends the session
         check_new_files_window(request, session, project, source="session")

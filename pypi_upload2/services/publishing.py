@@ -67,6 +67,7 @@ def create(request, who, name, version) -> PublishingSession:
         raise session_exists(request, existing or session)
     logs.note(request, session=session.id)
     session.host_project = project  # as loading.authorize sets it: later steps of this request use it
+    session.host_principal = who
     return session
 
 

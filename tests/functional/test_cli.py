@@ -248,3 +248,17 @@ def test_db_current_and_downgrade_go_back_one_release(tmp_path, elsewhere):
     assert cli(elsewhere, ini, "db", "current").stdout == "0004\n"
     cli(elsewhere, ini, "db", "upgrade")
     assert cli(elsewhere, ini, "db", "current").stdout == head
+
+
+def test_a_stage_only_token_stages_but_does_not_publish(ini, elsewhere, app, dist_dir):
+    maintainer = add_user(elsewhere, ini, "alice")
+    ci = cli(elsewhere, ini, "token", "add", "alice", "--stage-only", "--description", "CI").stdout.strip()
+    assert [(t["description"], t["may"]) for t in rows(cli(elsewhere, ini, "token", "list"))] == [
+        ("", "publish"), ("CI", "stage")]
+    session = Uploader(app, ci).create_session("foo", "1.0").json
+    Uploader(app, ci).upload(session, build_wheel(dist_dir, "foo", "1.0"))
+    assert Uploader(app, ci).publish(session, status=403).json["title"] == "Publish not allowed"
+    Uploader(app, maintainer).publish(session)
+    stage_only_user = cli(elsewhere, ini, "user", "add", "robot", "--stage-only").stdout.strip().splitlines()[-1]
+    assert rows(cli(elsewhere, ini, "token", "list", "robot"))[0]["may"] == "stage"
+    assert stage_only_user.startswith("pypi-upload2-")
