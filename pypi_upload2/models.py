@@ -52,6 +52,8 @@ class PublishingSession(Base):
     expires_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime, index=True)
     # Since when a deferred publish has been processing: the re-send deadline counts from it.
     processing_since: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime)
+    # A scheduled publish waits (processing) until then; None once handed to a worker.
+    publish_after: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime)
     # When the session was published or canceled: status retention counts from it.
     ended_at: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime)
 

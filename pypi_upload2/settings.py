@@ -46,6 +46,9 @@ class Settings:
     # ``celery.broker_url``: where tasks are sent; empty runs them in the web process
     # right after the request commits (eager), the embedded default.
     broker_url: str = ""
+    # Scheduled publish (``vnd-upload2-publish-after``) needs beat to run the periodic tasks:
+    # on by default only with a broker.
+    scheduled_publish: bool = False
 
 
 def _path(value: str, here: str | None) -> str:
@@ -90,5 +93,7 @@ def parse(settings: dict) -> Settings:
         publish_mode=_choice(settings, "upload2.publish_mode", PUBLISH_MODES),
         publish_checks=tuple(aslist(settings["upload2.publish_checks"])) if "upload2.publish_checks" in settings else None,
         broker_url=settings.get("celery.broker_url", "").strip(),
+        scheduled_publish=asbool(settings.get("upload2.scheduled_publish",
+                                              bool(settings.get("celery.broker_url", "").strip()))),
         **ints,
     )

@@ -43,6 +43,13 @@ PUBLISHING_TRANSITIONS: dict[tuple[PublishingStatus, str], PublishingStatus] = {
     (P.ERROR, "cancel"): P.CANCELED,
 }
 
+#: This index's extension (docs/api.md, scheduled publish): a session waiting for its
+#: ``publish-after`` time goes back to open on an explicit unschedule. Kept apart from the
+#: PEP's table, which it does not change.
+SCHEDULE_TRANSITIONS: dict[tuple[PublishingStatus, str], PublishingStatus] = {
+    (P.PROCESSING, "unschedule"): P.OPEN,
+}
+
 #: File upload session transitions ("File Upload Session States").
 FILE_TRANSITIONS: dict[tuple[FileStatus, str], FileStatus] = {
     (F.PENDING, "transfer"): F.PENDING,
@@ -97,7 +104,8 @@ def _move(table, reasons, obj, event: str, what: str, dry_run: bool):
 
 def publishing(session, event: str, *, dry_run: bool = False) -> PublishingStatus:
     """Apply ``event`` to a publishing session (or only check it may), else raise 409."""
-    return _move(PUBLISHING_TRANSITIONS, _PUBLISHING_REASONS, session, event, "publishing session", dry_run)
+    table = SCHEDULE_TRANSITIONS if event == "unschedule" else PUBLISHING_TRANSITIONS
+    return _move(table, _PUBLISHING_REASONS, session, event, "publishing session", dry_run)
 
 
 def file_upload(file_session, event: str, *, dry_run: bool = False) -> FileStatus:

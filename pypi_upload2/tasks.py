@@ -109,8 +109,15 @@ def purge_ended_sessions(request) -> None:
         expiry.purge_ended_sessions(request)
 
 
-TASKS = (verify_file, publish_session, resend_processing, expire_sessions, purge_ended_sessions)
+def publish_due(request) -> None:
+    """Periodic, at least every 15 seconds: start the scheduled publishes whose time has come."""
+    with request.tm:
+        expiry.publish_due(request)
+
+
+TASKS = (verify_file, publish_session, resend_processing, expire_sessions, purge_ended_sessions, publish_due)
 PERIODIC = (resend_processing, expire_sessions, purge_ended_sessions)
+DUE_INTERVAL = 15  # seconds: a scheduled publish starts within this of its time
 
 
 def make_celery(registry) -> celery.Celery:
@@ -129,8 +136,10 @@ def make_celery(registry) -> celery.Celery:
         # Late acknowledgement holds one message per process; the rest stay for other workers.
         worker_prefetch_multiplier=1,
         beat_schedule={
-            task.__name__: {"task": f"{__package__}.{task.__name__}", "schedule": settings.sweep_interval}
-            for task in PERIODIC
+            **{task.__name__: {"task": f"{__package__}.{task.__name__}", "schedule": settings.sweep_interval}
+               for task in PERIODIC},
+            "publish_due": {"task": f"{__package__}.publish_due",
+                            "schedule": min(settings.sweep_interval, DUE_INTERVAL)},
         },
     )
     app.upload2_registry = registry

@@ -20,7 +20,8 @@ from . import config, dists as dists_module, review
 from .api import Api, Cancelled, ProblemError, TransientError, problem_json
 from .flow import FAILED, INTERRUPTED, OK, TIMED_OUT, USAGE, Flow, resume_commands
 from .progress import Reporter, make_console
-from .upload import ENDED, WAIT_TIMEOUT, FileFailed, Options, Release, Uploader, WaitTimeout, usable_links
+from .upload import (ENDED, PUBLISH_AFTER, WAIT_TIMEOUT, FileFailed, Options, Release, Uploader, WaitTimeout,
+                     usable_links)
 DIST_SUFFIXES = (".whl", ".tar.gz", ".zip")
 
 
@@ -50,6 +51,12 @@ def _wait_option(group) -> None:
                        help=f"how long to wait for the index to finish verifying a file or publishing while it "
                             f"answers 'processing'; then stop with exit status {TIMED_OUT} and print how to "
                             f"resume (default {WAIT_TIMEOUT:.0f}; 0: no limit)")
+
+
+def _publish_after_option(group) -> None:
+    group.add_argument("--publish-after", metavar="TIME",
+                       help="schedule the publish for TIME, RFC 3339 in UTC (e.g. 2026-12-08T14:00:00Z), where the "
+                            "index offers it; `session unschedule` undoes it before then")
 
 
 def _output_options(parser) -> None:
@@ -88,6 +95,7 @@ def add_commands(subparsers):
     flow.add_argument("--public-index-url", metavar="URL",
                       help="the public simple index, for dependencies in --test-install and the printed pip "
                            "command (default: <repository origin>/simple/)")
+    _publish_after_option(flow)
     flow.add_argument("--join", action="store_true",
                       help="add the files to an already open session of the release instead of failing")
     flow.add_argument("--protocol", choices=("auto", "2.0", "legacy"), default="auto",
@@ -114,7 +122,8 @@ def add_commands(subparsers):
              "cancel": "cancel the session and discard its files",
              "extend": "ask the server to extend the session's lifetime",
              "preflight": "report every problem a publish would hit now, changing nothing (exit 1 if any)",
-             "diff": "compare the stage with the project's latest published release"}
+             "diff": "compare the stage with the project's latest published release",
+             "unschedule": "undo a scheduled publish before its time: the session is open again"}
     for action, text in helps.items():
         sub = actions.add_parser(action, help=text, description=text)
         sub.add_argument("session_url", metavar="SESSION_URL")
@@ -123,6 +132,7 @@ def add_commands(subparsers):
                              help="seconds to extend by (default 3600)")
         if action == "publish":
             _wait_option(sub)
+            _publish_after_option(sub)
         config.add_options(sub)
         _output_options(sub)
         sub.set_defaults(client=session_command)
@@ -230,6 +240,9 @@ def _fail(args, reporter, report, message: str, code: int) -> int:
 
 # -- session -------------------------------------------------------------------------------------
 
+UNSCHEDULE = "vnd-upload2-unschedule"
+
+
 def session_command(args) -> int:
     reporter = _reporter(args)
     report = {"action": args.action, "session": None, "ok": False, "error": None, "timed-out": False}
@@ -240,7 +253,8 @@ def session_command(args) -> int:
     if repository.credentials is None:
         return _fail(args, reporter, report, "no credentials: pass --token or -u/-p, or set UPLOAD2_TOKEN", USAGE)
     api = _api(args, repository, reporter)
-    uploader = Uploader(api, reporter, Options(wait_timeout=getattr(args, "wait_timeout", WAIT_TIMEOUT)))
+    uploader = Uploader(api, reporter, Options(wait_timeout=getattr(args, "wait_timeout", WAIT_TIMEOUT),
+                                               publish_after=getattr(args, "publish_after", None)))
     release = Release("the session", "", [], session={"links": {"session": repository.url}})
     code = OK
     try:
@@ -254,6 +268,11 @@ def session_command(args) -> int:
             if "extend" not in release.links:
                 raise FileFailed("the server does not offer extensions of this session")
             api.post(release.links["extend"], {"extend-for": args.extend_for})
+            uploader.refresh(release)
+        elif args.action == "unschedule":
+            if UNSCHEDULE not in release.links:
+                raise FileFailed("the session is not waiting for a scheduled publish")
+            api.post(release.links[UNSCHEDULE])
             uploader.refresh(release)
         elif args.action in ("preflight", "diff"):
             report[args.action] = _review(api, reporter, release, args.action)
@@ -300,6 +319,8 @@ def _show_session(reporter: Reporter, body: dict, url: str) -> None:
     links = body.get("links", {})
     lines = [f"session:    {links.get('session', url)}", f"status:     {body.get('status')}",
              f"expires-at: {body.get('expires-at')}"]
+    if body.get(PUBLISH_AFTER):
+        lines.insert(2, f"publishes:  {body[PUBLISH_AFTER]} (scheduled; `session unschedule` undoes it)")
     if links.get("stage"):
         lines.append(f"stage:      {links['stage']}")
     elif body.get("status") in ENDED:

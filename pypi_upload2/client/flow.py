@@ -9,8 +9,8 @@ import urllib.parse
 from . import dists as dists_module, legacy, testinstall
 from .api import Api, Cancelled, ProblemError, TransientError, problem_json
 from .progress import Reporter
-from .upload import (ENDED, FileFailed, FileResult, NoUpload2, Options, Release, SessionExists, Uploader, WaitTimeout,
-                     seconds)
+from .upload import (ENDED, PUBLISH_AFTER, FileFailed, FileResult, NoUpload2, Options, Release, SessionExists,
+                     Uploader, WaitTimeout, seconds)
 
 # TIMED_OUT: the index was still processing when --wait-timeout ran out; nothing failed.
 OK, FAILED, USAGE, TIMED_OUT, INTERRUPTED = 0, 1, 2, 3, 130
@@ -53,7 +53,7 @@ class Flow:
         self.uploader = Uploader(api, reporter, Options(
             parallel=args.parallel, stage=args.stage, resumable=args.resumable,
             resumable_threshold=args.resumable_threshold, chunk_size=args.chunk_size, join=args.join,
-            wait_timeout=args.wait_timeout))
+            wait_timeout=args.wait_timeout, publish_after=args.publish_after))
 
     def run(self, dists) -> int:
         if self.args.protocol == "legacy":
@@ -143,6 +143,11 @@ class Flow:
                 self.report["error"] = problem_json(reason if isinstance(reason, ProblemError) else lines)
                 return FAILED
             project = urllib.parse.urljoin(self.public, f"{release.name}/")
+            if when := release.session.get(PUBLISH_AFTER):
+                self.reporter.result(f"{release.label}: scheduled to publish {_count(len(release.files), 'file')} "
+                                     f"at {when} ({project}); before then: pypi-upload2 session unschedule "
+                                     f"{release.links['session']}")
+                continue
             self.reporter.result(f"{release.label}: published {_count(len(release.files), 'file')} ({project})")
         return OK
 

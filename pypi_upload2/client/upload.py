@@ -61,6 +61,13 @@ def seconds(value: float) -> str:
     return f"{value:.0f}s"
 
 
+PUBLISH_AFTER = "vnd-upload2-publish-after"
+
+
+def _schedule(publish_after: str | None) -> dict:
+    return {PUBLISH_AFTER: publish_after} if publish_after else {}
+
+
 def usable_links(body: dict) -> dict:
     """The session's links, less the stage of a session that has ended (it answers 404)."""
     links = dict(body.get("links") or {})
@@ -78,6 +85,7 @@ class Options:
     chunk_size: int = 8 * 1024 * 1024
     join: bool = False
     wait_timeout: float = WAIT_TIMEOUT  # 0: no limit
+    publish_after: str | None = None  # RFC 3339 UTC: schedule the publish (the index's extension)
 
 
 @dataclasses.dataclass
@@ -198,7 +206,7 @@ class Uploader:
             release.session = _check_session(body, url)
         if release.status != "processing":
             try:
-                reply = self.api.post(release.links["publish"])
+                reply = self.api.post(release.links["publish"], _schedule(self.options.publish_after))
             except ProblemError as exc:
                 if not (exc.retried and exc.status == 409):
                     raise
@@ -206,6 +214,8 @@ class Uploader:
                 if (reply.body or {}).get("status") not in ("processing", "published"):
                     raise exc
             release.session, headers = _check_session(reply.body, url), reply.headers
+        if release.session.get(PUBLISH_AFTER):
+            return  # scheduled: the index publishes it then
         if release.status == "processing":
             body, _ = self.wait(release.label, url, release.session, headers, _processing, "publishing")
             release.session = _check_session(body, url)

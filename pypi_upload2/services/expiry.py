@@ -102,6 +102,7 @@ def resend_processing(request) -> int:
         queue.enqueue("verify_file", file_session.id)
     stuck_sessions = _claim(db, sa.select(PublishingSession).where(
         PublishingSession.status == PublishingStatus.PROCESSING, PublishingSession.processing_since <= cutoff,
+        PublishingSession.publish_after.is_(None),  # a scheduled one is publish_due's
     ).order_by(PublishingSession.id), PublishingSession)
     for session in stuck_sessions:
         session.processing_since = now
@@ -110,3 +111,19 @@ def resend_processing(request) -> int:
         log.warning("re-sent %d verification(s) and %d publish(es) processing for over %d s",
                     len(stuck_files), len(stuck_sessions), request.registry["upload2.settings"].processing_deadline)
     return len(stuck_files) + len(stuck_sessions)
+
+
+def publish_due(request) -> int:
+    """Hand the scheduled publishes whose time has come to a worker (services/schedule.py):
+    from then on they are deferred publishes, re-sent like any other if their message is lost."""
+    now = utcnow()
+    due = _claim(request.db, sa.select(PublishingSession).where(
+        PublishingSession.status == PublishingStatus.PROCESSING, PublishingSession.publish_after <= now,
+    ).order_by(PublishingSession.id), PublishingSession)
+    queue = request.find_service(ITaskQueue)
+    for session in due:
+        session.publish_after, session.processing_since = None, now
+        queue.enqueue("publish_session", session.id)
+    if due:
+        log.info("sent %d scheduled publish(es)", len(due))
+    return len(due)

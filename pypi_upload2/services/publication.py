@@ -19,7 +19,7 @@ from ..interfaces import IFilenames, IProjects, IPublishApproval, IPublisher, IR
 from ..models import FileUploadSession, NameReservation, PublishingSession
 from ..problems import BadRequest, Conflict, Forbidden, Problem, UnprocessableContent
 from ..states import FileStatus, PublishingStatus
-from . import checks, loading
+from . import checks, loading, schedule
 from .publishing import live_files
 
 
@@ -57,11 +57,12 @@ def may_publish(request, session: PublishingSession, project) -> bool:
     return bool(approval.may_publish(request, session.host_principal, project))
 
 
-def publish(request, session: PublishingSession, project, *, deferrable: bool = True) -> None:
+def publish(request, session: PublishingSession, project, *, deferrable: bool = True,
+            publish_after: datetime.datetime | None = None) -> None:
     """Publish every completed file atomically, or (``upload2.publish_mode`` deferred, when
     ``deferrable``) reserve their filenames and leave the rest to a task: the session is then
-    ``processing``. A failure raises (409 for a conflict, 422 for a failed publish check)
-    and changes nothing."""
+    ``processing``; with ``publish_after``, processing waits for that time (services/schedule.py).
+    A failure raises (409 for a conflict, 422 for a failed publish check) and changes nothing."""
     states.publishing(session, "publish", dry_run=True)
     if not may_publish(request, session, project):
         raise Forbidden("Publish not allowed", STAGE_ONLY, source="authorization")
@@ -75,12 +76,16 @@ def publish(request, session: PublishingSession, project, *, deferrable: bool = 
             "Every file must be completed before the session can be published.",
             errors=[{"source": f.filename, "message": f"status is {f.status}"} for f in unfinished],
         )
-    deferred = deferrable and request.registry["upload2.settings"].publish_mode == "deferred"
+    deferred = publish_after is not None or (
+        deferrable and request.registry["upload2.settings"].publish_mode == "deferred")
     if not deferred and (errors := checks.run(request, session, files)):
         raise UnprocessableContent("Publish checks failed", "Some files may not be published.", errors=errors)
     # The host's namespace settles races with every other door (the PEP's reservation).
     request.find_service(IFilenames).reserve(request, [f.filename for f in files])
-    if deferred:
+    if publish_after is not None:
+        _clear_publish_notices(session, files)
+        schedule.wait(request, session, publish_after)
+    elif deferred:
         _defer(request, session, files)
     else:
         _publish_reserved(request, session, files, project, "publish")
@@ -105,11 +110,15 @@ def _publish_reserved(request, session: PublishingSession, files, project, event
 PUBLISH_NOTICE = "Publish failed: "
 
 
+def _clear_publish_notices(session: PublishingSession, files: list[FileUploadSession]) -> None:
+    for f in files:
+        f.notices = [n for n in f.notices if not n.startswith(PUBLISH_NOTICE)]
+
+
 def _defer(request, session: PublishingSession, files: list[FileUploadSession]) -> None:
     states.publishing(session, "defer")
     session.notices = []
-    for f in files:
-        f.notices = [n for n in f.notices if not n.startswith(PUBLISH_NOTICE)]
+    _clear_publish_notices(session, files)
     session.processing_since = utcnow()
     request.find_service(ITaskQueue).enqueue("publish_session", session.id)
 
@@ -117,8 +126,8 @@ def _defer(request, session: PublishingSession, files: list[FileUploadSession]) 
 def check(request, session_id: int) -> list[dict]:
     """The task's first step: the publish checks' problems (outside any lock: a scan may be slow)."""
     session = request.db.get(PublishingSession, session_id)
-    if session is None or session.status != PublishingStatus.PROCESSING:
-        return []
+    if session is None or session.status != PublishingStatus.PROCESSING or session.publish_after is not None:
+        return []  # ended, or still waiting for its scheduled time
     files = live_files(session)
     # The files become public when the task concludes: the window may have closed since the request.
     if files and (closed := new_files_window_closed(request, session, loading.project(request, session))):
@@ -130,7 +139,7 @@ def conclude(request, session_id: int, errors: list[dict]) -> None:
     """The task's last step: publish the reserved files at once, or release them and report
     ``errors``. Idempotent: a session no longer processing is left as it is."""
     session = loading.locked_session(request.db, session_id)
-    if session is None or session.status != PublishingStatus.PROCESSING:
+    if session is None or session.status != PublishingStatus.PROCESSING or session.publish_after is not None:
         return
     files = live_files(session)
     if not errors:

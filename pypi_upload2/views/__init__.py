@@ -11,6 +11,7 @@ def includeme(config):
     config.add_route("upload2.extend", session + "extend")
     config.add_route("upload2.preflight", session + "preflight")
     config.add_route("upload2.diff", session + "diff")
+    config.add_route("upload2.unschedule", session + "unschedule")
     config.add_route("upload2.upload", session + "files/")
     config.add_route("upload2.file", file)
     config.add_route("upload2.file.complete", file + "complete")

@@ -8,7 +8,7 @@ from pyramid.response import Response
 from .registration import upload2_view
 
 from ..problems import MethodNotAllowed
-from ..services import files, loading, publication, publishing
+from ..services import files, loading, publication, publishing, schedule
 from ..states import FileStatus, PublishingStatus
 from .errors import problem_response
 from .requests import CONTENT_TYPE, json_body
@@ -43,6 +43,15 @@ def session_links(request, session) -> dict:
     }
 
 
+def _scheduled(request, session) -> dict:
+    """A scheduled publish's time and the link that undoes it, while it waits."""
+    if session.publish_after is None:
+        return {}
+    return {schedule.PUBLISH_AFTER: rfc3339(session.publish_after),
+            "links": {**session_links(request, session),
+                      "vnd-upload2-unschedule": request.route_url("upload2.unschedule", token=session.token)}}
+
+
 def session_body(request, session) -> dict:
     return {
         "meta": META,
@@ -56,6 +65,7 @@ def session_body(request, session) -> dict:
             for f in publishing.live_files(session)
         },
         "notices": list(session.notices),
+        **_scheduled(request, session),
     }
 
 
@@ -102,13 +112,21 @@ def cancel_session(request):
 @upload2_view(route_name="upload2.publish", request_method="POST")
 def publish_session(request):
     session = loading.publishing_session(request, lock=True)
-    json_body(request)
-    publication.publish(request, session, session.host_project)
+    publish_after = schedule.requested_time(request, session, json_body(request))
+    publication.publish(request, session, session.host_project, publish_after=publish_after)
     location = request.route_url("upload2.session", token=session.token)
     if session.status == PublishingStatus.PROCESSING:
         # A task settles it (published or error); the client polls the session's status.
         return respond(session_body(request, session), 202, Location=location, Retry_After=POLL_SECONDS)
     return respond(session_body(request, session), 201, Location=location)
+
+
+@upload2_view(route_name="upload2.unschedule", request_method="POST")
+def unschedule_session(request):
+    session = loading.publishing_session(request, lock=True)
+    json_body(request)
+    schedule.unschedule(request, session)
+    return respond(session_body(request, session))
 
 
 @upload2_view(route_name="upload2.extend", request_method="POST")
@@ -172,6 +190,7 @@ def extend_file(request):
 @upload2_view(route_name="upload2.extend")
 @upload2_view(route_name="upload2.preflight")
 @upload2_view(route_name="upload2.diff")
+@upload2_view(route_name="upload2.unschedule")
 @upload2_view(route_name="upload2.upload")
 @upload2_view(route_name="upload2.file")
 @upload2_view(route_name="upload2.file.complete")

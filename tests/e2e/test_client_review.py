@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime
+
 from pypi_upload2.builtin.models import Filename
 from tests.conftest import build_sdist, build_wheel
-from tests.e2e.test_client_upload import client_env, run_client, run_json
+from tests.e2e.test_client_upload import client_env, make_server, run_client, run_json  # noqa: F401
 
 
 def _stage(server, env, paths) -> str:
@@ -40,3 +42,21 @@ def test_preflight_then_diff_then_publish(server, make_user, dist_dir, tmp_path,
     assert problem["status"] == 409 and problem["title"] == "Publish would fail"
     assert problem["errors"] == [{"source": "foo-2.0-py3-none-any.whl",
                                   "message": "this filename is already used in the index"}]
+
+
+def test_upload_schedules_the_publish_and_session_unschedule_undoes_it(make_server, make_user, dist_dir, tmp_path):
+    server = make_server({"upload2.scheduled_publish": "true"})
+    env = client_env(tmp_path, make_user("alice"))
+    when = (datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    done = run_client(["upload", "--repository-url", f"{server}/2.0/", "--publish-after", when,
+                       build_wheel(dist_dir, "foo", "1.0")], env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    line = next(line for line in done.stdout.splitlines() if "scheduled" in line)
+    assert line.startswith(f"foo 1.0: scheduled to publish 1 file at {when}")
+    session = line.rsplit(" ", 1)[1]
+    status = run_client(["session", "status", session], env).stdout.splitlines()
+    assert "status:     processing" in status and any(s.startswith(f"publishes:  {when}") for s in status)
+
+    assert "status:     open" in run_client(["session", "unschedule", session], env).stdout.splitlines()
+    again = run_client(["session", "unschedule", session], env)
+    assert again.returncode == 1 and "not waiting for a scheduled publish" in again.stdout + again.stderr

@@ -238,14 +238,15 @@ def test_db_current_and_downgrade_go_back_one_release(tmp_path, elsewhere):
     assert cli(elsewhere, ini, "db", "current").stdout == "no migrations applied\n"
     cli(elsewhere, ini, "db", "upgrade")
     head = cli(elsewhere, ini, "db", "current").stdout
-    assert head.endswith(" (head)\n") and head.count("\n") == 1
+    assert head and all(line.endswith(" (head)") for line in head.splitlines())  # one line per branch
+    core = next(line for line in head.splitlines() if line.startswith("c"))
 
-    assert cli(elsewhere, ini, "db", "downgrade", "index@0004").stdout == "0004\n"
+    assert cli(elsewhere, ini, "db", "downgrade", "index@0004").stdout == f"0004\n{core}\n"
     # 0004 moved the data into new tables: only the backup taken before it goes further back.
     refused = cli(elsewhere, ini, "db", "downgrade", "index@0003", expect=1)
     assert "restore the database backup" in refused.stderr
     assert "Can't locate revision" in cli(elsewhere, ini, "db", "downgrade", "0099", expect=1).stderr
-    assert cli(elsewhere, ini, "db", "current").stdout == "0004\n"
+    assert cli(elsewhere, ini, "db", "current").stdout == f"0004\n{core}\n"
     cli(elsewhere, ini, "db", "upgrade")
     assert cli(elsewhere, ini, "db", "current").stdout == head
 
