@@ -39,7 +39,7 @@ from .archives import (
 StrPath = str | os.PathLike[str]
 # The characters of wheel and sdist filenames (escaped names, PEP 440 versions, tags): nothing
 # that needs quoting in a header or a URL, and no look-alikes from other scripts.
-_FILENAME_CHARS = re.compile(r"[A-Za-z0-9._+!-]+")
+FILENAME_CHARS = re.compile(r"[A-Za-z0-9._+!-]+")
 
 # What zipfile/tarfile/gzip raise for corrupt input. RuntimeError: an encrypted
 # zip member; ValueError: e.g. a zip member name flagged UTF-8 that is not.
@@ -100,7 +100,7 @@ def parse_filename(filename: str) -> Distribution:
         raise fail("is longer than 255 bytes.")
     if filename.startswith("."):
         raise fail("must not start with '.'.")
-    if not _FILENAME_CHARS.fullmatch(filename):
+    if not FILENAME_CHARS.fullmatch(filename):
         raise fail("may contain only ASCII letters, digits and the characters . _ + ! -.")
     try:
         if filename.endswith(".whl"):

@@ -9,12 +9,15 @@ import hashlib
 import io
 import json
 import tarfile
+import urllib.parse
 
 import pytest
+import sqlalchemy as sa
 import webtest
 
 from pypi_upload2.builtin.models import Filename, ReleaseFile
 from pypi_upload2.mechanisms.resumable import IDENTIFIER as RESUMABLE
+from pypi_upload2.models import FileUploadSession
 from tests.conftest import CT, META, Uploader, assert_problem, count, stored
 from tests.functional.test_legacy import (  # noqa: F401
     Legacy,
@@ -340,3 +343,20 @@ def test_percent_encoded_garbage_in_a_stage_filename_is_a_4xx_problem(alice, ses
     response = testapp.get(url, status="4*")
     assert response.status_int in (400, 404)
     assert_problem(response, response.status_int, "url")
+
+
+def test_a_stored_filename_from_before_the_check_is_percent_encoded_in_content_disposition(alice, session, dbsession,
+                                                                                          testapp):
+    data = write_zip(wheel_entries())
+    upload = declare(alice, session, WHEEL, data)
+    alice.send_bytes(upload, data)
+    alice.post(upload["links"]["complete"], status=201)
+    file_id = int(upload["links"]["file-upload-session"].rstrip("/").rsplit("/", 1)[1])
+    hostile = 'foo-1.0-py3-none-any";\r\nX-Injected: 1.whl'
+    dbsession.execute(sa.update(FileUploadSession).where(FileUploadSession.id == file_id).values(filename=hostile))
+    dbsession.commit()
+    url = f"/2.0/stage/{session['session-token']}/files/{file_id}/{urllib.parse.quote(hostile, safe='')}"
+    response = testapp.get(url)
+    assert response.body == data and "X-Injected" not in response.headers
+    assert response.headers["Content-Disposition"] == (
+        "attachment; filename*=UTF-8''foo-1.0-py3-none-any%22%3B%0D%0AX-Injected%3A%201.whl")
