@@ -297,7 +297,8 @@ def test_a_filename_with_unsafe_characters_is_400(alice, session, filename):
     assert alice.get(session["links"]["session"]).json["files"] == {}
 
 
-@pytest.mark.parametrize("filename", [f for f in BAD_FILENAMES if "\r" not in f and "/" not in f])
+@pytest.mark.parametrize("filename", [f for f in BAD_FILENAMES if "\r" not in f]
+                         + ["dir/foo-1.0-py3-none-any.whl"])
 def test_a_form_filename_with_unsafe_characters_is_400_and_stores_nothing(legacy_alice, dist_dir, dbsession,
                                                                           storage_dir, filename):
     path = dist_dir / WHEEL
@@ -308,6 +309,26 @@ def test_a_form_filename_with_unsafe_characters_is_400_and_stores_nothing(legacy
     response = legacy_alice.app.post("/legacy/", body, status=400,
                                      headers={**legacy_alice.headers, "Content-Type": content_type})
     assert response.status.startswith("400 ")
+    assert snapshot(dbsession, storage_dir) == before
+
+
+@pytest.mark.parametrize("header, value, status", [
+    ("Content-Type", CT + "\xff", 415), ("Content-Type", "application/vnd.pypi.upload.v2+json\u00e9", 415),
+    ("Authorization", "Basic \xff\xfe", 401)])
+def test_a_header_that_is_not_ascii_is_a_4xx_problem(alice, header, value, status):
+    body = json.dumps({"meta": META, "name": "foo", "version": "1.0"}).encode()
+    response = alice.app.post("/2.0/", body, status=status, headers={**alice.headers, "Content-Type": CT,
+                                                                    header: value.encode().decode("latin-1")})
+    assert_problem(response, status, header)
+
+
+def test_an_sdist_with_a_zip_appended_is_refused(legacy_alice, dist_dir, dbsession, storage_dir):
+    # Unzip tools look for the end record at the end of the file: a zip after the gzip stream
+    # would be a second archive in the file.
+    path = dist_dir / SDIST
+    path.write_bytes(sdist_bytes() + write_zip(wheel_entries()))
+    before = snapshot(dbsession, storage_dir)
+    assert legacy_alice.upload(path, 400).status.startswith("400 archive: The file is not a valid sdist")
     assert snapshot(dbsession, storage_dir) == before
 
 
