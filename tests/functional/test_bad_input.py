@@ -178,7 +178,7 @@ def test_the_json_body_limit_is_a_setting(make_app, make_user):
 
 WRONG_TYPES = [
     ("root", "name", [1, ["foo"], {"a": 1}, True, None]),
-    ("root", "version", [1.0, ["1.0"], False]),
+    ("root", "version", [1.0, ["1.0"], False, " 2.0", "2.0\n", "2.0\r\nX: y", "\t2.0"]),
     ("upload", "filename", [1, [WHEEL], {"a": WHEEL}]),
     ("upload", "size", ["10", 10.0, 1e3, True, [10], {"n": 10}, -1, 0]),
     ("upload", "hashes", ["sha256", ["a" * 64], {"sha256": 1}, {"sha256": ["a" * 64]}, {}]),
