@@ -261,7 +261,7 @@ def _inspect_sdist(f: IO[bytes], dist: Distribution, limits: Limits) -> bytes:
     tops: set[str] = set()
     pkg_infos: dict[str, bytes] = {}
     symlinks: set[str] = set()
-    paths: dict[str, str] = {}  # member name -> the names and link targets to check for chains
+    paths: dict[str, str] = {}  # what must not go through a symlink: each name, each link target
     # Headers and PKG-INFO are read through a stream that bounds each read (a pax header
     # declaring a gigabyte would be read whole) and inflates the gzip members itself.
     stream = InflatedGzip(f, limits.inflated, max(limit + 1, tarfile.BLOCKSIZE) + tarfile.BLOCKSIZE,
