@@ -67,14 +67,24 @@ def includeme(config):
     config.include(".logs")
 
 
+def _undecodable_url(exc, request):
+    from pyramid.response import Response
+
+    return Response("The URL's path is not valid UTF-8.\n", status=400, content_type="text/plain")
+
+
 def main(global_config, **settings):
     """The standalone WSGI app (``use = egg:pypi-upload2``): the built-in index."""
     from pyramid.config import Configurator
+    from pyramid.exceptions import URLDecodeError
 
     settings.setdefault("upload2.here", global_config.get("here"))
     settings.setdefault("tm.manager_hook", "pyramid_tm.explicit_manager")
     with Configurator(settings=settings) as config:
         config.include(includeme)
+        # As the host, answer a path that does not decode (``/simple/%ff/``) with 400, not 500;
+        # under the API root the plugin answers it with a problem.
+        config.add_exception_view(_undecodable_url, context=URLDecodeError)
         # A front page where the built-in index serves its simple index (a host has its own).
         if settings.get("upload2.index", "builtin").strip() == "builtin" and config.registry[
                 "upload2.settings"].simple_index:

@@ -43,6 +43,8 @@ class Settings:
     sweep_interval: int = 60
     # The most bytes one append of the resumable mechanism may carry.
     max_append_size: int = 64 * MiB
+    # The most bytes of a 2.0 JSON request body (views/requests.py); they are a few hundred.
+    max_json_body: int = 64 * 1024
     # ``celery.broker_url``: where tasks are sent; empty runs them in the web process
     # right after the request commits (eager), the embedded default.
     broker_url: str = ""

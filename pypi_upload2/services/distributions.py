@@ -6,12 +6,15 @@ sizes recorded in archive headers are never trusted.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 import re
+import stat
 import tarfile
 import zipfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO
 
@@ -25,7 +28,18 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 
+from .archives import (
+    CHUNK,
+    ArchiveError,
+    InflatedGzip,
+    check_zip_layout,
+    check_zip_member,
+)
+
 StrPath = str | os.PathLike[str]
+# The characters of wheel and sdist filenames (escaped names, PEP 440 versions, tags): nothing
+# that needs quoting in a header or a URL, and no look-alikes from other scripts.
+FILENAME_CHARS = re.compile(r"[A-Za-z0-9._+!-]+")
 
 # What zipfile/tarfile/gzip raise for corrupt input. RuntimeError: an encrypted
 # zip member; ValueError: e.g. a zip member name flagged UTF-8 that is not.
@@ -86,6 +100,8 @@ def parse_filename(filename: str) -> Distribution:
         raise fail("is longer than 255 bytes.")
     if filename.startswith("."):
         raise fail("must not start with '.'.")
+    if not FILENAME_CHARS.fullmatch(filename):
+        raise fail("may contain only ASCII letters, digits and the characters . _ + ! -.")
     try:
         if filename.endswith(".whl"):
             name, version, _build, _tags = parse_wheel_filename(filename)
@@ -113,6 +129,9 @@ def _check_member_name(name: str) -> None:
     unsafe = name.startswith("/") or "\\" in name or re.match(r"[A-Za-z]:", name)
     if unsafe or ".." in name.split("/"):
         raise _archive_error(f"Archive member {name!r} is unsafe (path traversal).")
+    # NUL ends the name for some tools only (zipfile cuts it there); a newline breaks RECORD.
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise _archive_error(f"Archive member {name!r} has a control character in its name.")
 
 
 def _check_matches(directory: str, dist: Distribution, kind: str) -> None:
@@ -152,17 +171,32 @@ def _too_large(kind: str, limits: Limits) -> DistributionError:
                           "this index's limit for archives.")
 
 
-def _inspect_wheel(path: StrPath, dist: Distribution, limits: Limits) -> bytes:
+# The file types a zip entry's unix mode may name: none given, a regular file, a directory.
+_ZIP_FILE_TYPES = {0, stat.S_IFREG, stat.S_IFDIR}
+
+
+def _check_zip_entry(info: zipfile.ZipInfo) -> None:
+    # orig_filename: zipfile cuts ``filename`` at a NUL, other tools do not.
+    _check_member_name(info.orig_filename)
+    if info.flag_bits & 0x1:
+        raise _archive_error(f"Wheel member {info.filename!r} is encrypted.")
+    if stat.S_IFMT(info.external_attr >> 16) not in _ZIP_FILE_TYPES:
+        # unzip makes symlinks (and fifos) of these; a wheel holds only files.
+        raise _archive_error(f"Wheel member {info.filename!r} is not a regular file (a symlink or device).")
+
+
+def _inspect_wheel(f: IO[bytes], dist: Distribution, limits: Limits) -> bytes:
     limit, max_members = limits.metadata, limits.members
-    with zipfile.ZipFile(path) as zf:
+    check_zip_layout(f, max_members)
+    with zipfile.ZipFile(f) as zf:
         names = zf.namelist()
         if len(names) > max_members:
             raise _archive_error(f"The wheel has more than {max_members} members.")
         # Only METADATA and WHEEL are inflated here, but installers inflate every member.
         if sum(info.file_size for info in zf.infolist()) > limits.inflated:
             raise _too_large("wheel", limits)
-        for name in names:
-            _check_member_name(name)
+        for info in zf.infolist():
+            _check_zip_entry(info)
         if len(set(names)) != len(names):
             # Tools disagree on which duplicate wins, e.g. which METADATA counts.
             raise _archive_error("The wheel contains duplicate member names.")
@@ -190,14 +224,49 @@ def _inspect_wheel(path: StrPath, dist: Distribution, limits: Limits) -> bytes:
             line.startswith(b"Wheel-Version:") for line in read("WHEEL").splitlines()
         ):
             raise DistributionError("WHEEL has no Wheel-Version line.", source="WHEEL")
+        # Last, as it inflates everything: at most the declared total checked above.
+        for info in zf.infolist():
+            check_zip_member(zf, info)
         return metadata
 
 
-def _inspect_sdist(path: StrPath, dist: Distribution, limits: Limits) -> bytes:
+def _check_link(member: tarfile.TarInfo) -> str | None:
+    """The archive path a link member points to, as written (None for other members);
+    refuses one pointing outside the archive."""
+    if not (member.issym() or member.islnk()):
+        return None
+    # Symlinks are relative to their directory, hard links to the root.
+    base = posixpath.dirname(member.name) if member.issym() else ""
+    joined = posixpath.join(base, member.linkname)
+    if member.linkname.startswith("/") or posixpath.normpath(joined).split("/")[0] == "..":
+        raise _archive_error(
+            f"Archive member {member.name!r} links outside the archive (path traversal)."
+        )
+    return joined
+
+
+def _check_no_link_chains(symlinks: set[str], paths: dict[str, str]) -> None:
+    """Refuse a member whose name or link target goes through a symlink of the archive:
+    ``..`` after a symlink to a directory resolves elsewhere than it reads, so a chain of
+    links that each stay inside can lead out."""
+    for name, path in paths.items():
+        parts = path.split("/")
+        for end in range(1, len(parts)):
+            if (prefix := posixpath.normpath("/".join(parts[:end]))) in symlinks:
+                raise _archive_error(f"Archive member {name!r} goes through the symlink {prefix!r}.")
+
+
+def _inspect_sdist(f: IO[bytes], dist: Distribution, limits: Limits) -> bytes:
     limit, max_members = limits.metadata, limits.members
     tops: set[str] = set()
     pkg_infos: dict[str, bytes] = {}
-    with tarfile.open(path, "r:gz") as tf:
+    symlinks: set[str] = set()
+    paths: dict[str, str] = {}  # what must not go through a symlink: each name, each link target
+    # Headers and PKG-INFO are read through a stream that bounds each read (a pax header
+    # declaring a gigabyte would be read whole) and inflates the gzip members itself.
+    stream = InflatedGzip(f, limits.inflated, max(limit + 1, tarfile.BLOCKSIZE) + tarfile.BLOCKSIZE,
+                          _too_large("sdist", limits))
+    with tarfile.open(fileobj=stream, mode="r:") as tf:
         for count, member in enumerate(tf, start=1):
             if count > max_members:
                 raise _archive_error(f"The sdist has more than {max_members} members.")
@@ -209,39 +278,31 @@ def _inspect_sdist(path: StrPath, dist: Distribution, limits: Limits) -> bytes:
                 raise _archive_error(
                     f"Archive member {member.name!r} is a device file."
                 )
-            if member.issym() or member.islnk():
-                # Symlinks are relative to their directory, hard links to the root.
-                base = posixpath.dirname(member.name) if member.issym() else ""
-                target = posixpath.normpath(posixpath.join(base, member.linkname))
-                if member.linkname.startswith("/") or target.split("/")[0] == "..":
-                    raise _archive_error(
-                        f"Archive member {member.name!r} links outside the archive "
-                        "(path traversal)."
-                    )
+            paths[member.name] = member.name
+            if (target := _check_link(member)) is not None:
+                paths[f"{member.name} -> {member.linkname}"] = target
+                if member.issym():
+                    symlinks.add(posixpath.normpath(member.name))
             parts = [p for p in member.name.split("/") if p not in ("", ".")]
             if parts:
                 tops.add(parts[0])
             if len(parts) == 2 and parts[1] == "PKG-INFO" and member.isfile():
                 if parts[0] in pkg_infos:
                     raise _archive_error("The sdist contains PKG-INFO twice.")
-                stream = tf.extractfile(member)
-                assert stream is not None  # regular files always have one
+                extracted = tf.extractfile(member)
+                assert extracted is not None  # regular files always have one
                 pkg_infos[parts[0]] = _read_bounded(
-                    stream, member.size, limit, "PKG-INFO"
+                    extracted, member.size, limit, "PKG-INFO"
                 )
         # tarfile silently stops at a corrupt header, but other tools skip it and
         # extract what follows, so only zero padding may follow. Draining the
         # gzip stream also catches truncation and bad CRCs.
-        assert tf.fileobj is not None
-        inflated = tf.offset
-        while chunk := tf.fileobj.read(1 << 16):
+        while chunk := stream.read(CHUNK):
             if chunk.strip(b"\0"):
                 raise _archive_error(
                     "The sdist has data after the end of its tar archive."
                 )
-            inflated += len(chunk)
-            if inflated > limits.inflated:
-                raise _too_large("sdist", limits)
+    _check_no_link_chains(symlinks, paths)
     if len(tops) != 1:
         raise _archive_error(
             f"An sdist needs exactly one top-level directory, found {len(tops)}."
@@ -287,12 +348,27 @@ def _parse_metadata(raw: bytes, dist: Distribution, source: str) -> CoreMetadata
     )
 
 
-def inspect_distribution(path: StrPath, dist: Distribution, limits: Limits = Limits()) -> CoreMetadata:
-    """Check the file at ``path`` really is ``dist`` and return its core metadata."""
+@contextlib.contextmanager
+def _opened(source: StrPath | IO[bytes]) -> Iterator[IO[bytes]]:
+    if isinstance(source, (str, os.PathLike)):
+        with open(source, "rb") as f:
+            yield f
+    else:
+        source.seek(0)
+        yield source
+
+
+def inspect_distribution(source: StrPath | IO[bytes], dist: Distribution,
+                         limits: Limits = Limits()) -> CoreMetadata:
+    """Check the file (a path, or a seekable binary file object) really is ``dist`` and
+    return its core metadata."""
     wheel = dist.packagetype == "bdist_wheel"
     inspect = _inspect_wheel if wheel else _inspect_sdist
     try:
-        raw = inspect(path, dist, limits)
+        with _opened(source) as f:
+            raw = inspect(f, dist, limits)
+    except ArchiveError as exc:
+        raise _archive_error(str(exc)) from None
     except _CORRUPT_ARCHIVE as exc:
         kind = "wheel (zip)" if wheel else "sdist (.tar.gz)"
         raise _archive_error(

@@ -36,6 +36,9 @@ def parse_name_version(name, version) -> tuple[str, str, Version]:
     limit = _columns.version.type.length
     version = _string(version, "version", limit)
     try:
+        # Version() allows surrounding whitespace, but the version is kept as written.
+        if version != version.strip():
+            raise InvalidVersion(version)
         parsed = Version(version)
     except InvalidVersion:
         raise BadRequest("Invalid version", f"{version!r} is not a valid version.", source="version")

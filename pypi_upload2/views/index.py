@@ -7,10 +7,13 @@ import dataclasses
 import datetime
 import html
 import json
+import urllib.parse
 
 from pyramid.httpexceptions import HTTPMovedPermanently
 from packaging.version import Version
 from pyramid.response import FileResponse, Response
+
+from ..services.distributions import FILENAME_CHARS
 
 JSON = "application/vnd.pypi.simple.v1+json"
 HTML = "application/vnd.pypi.simple.v1+html"
@@ -107,9 +110,17 @@ def _html(title: str, body: str) -> str:
     )
 
 
+def content_disposition(filename: str) -> str:
+    # Upload filenames are plain ASCII (distributions.parse_filename); any other, stored before
+    # that check, is percent-encoded (RFC 6266) rather than written into the header as is.
+    if FILENAME_CHARS.fullmatch(filename):
+        return f'attachment; filename="{filename}"'
+    return "attachment; filename*=UTF-8''" + urllib.parse.quote(filename, safe="", errors="replace")
+
+
 def file_response(request, path: str, filename: str, *, metadata: bool = False):
     content_type = "text/plain" if metadata else "application/octet-stream"
     response = FileResponse(path, request=request, content_type=content_type)
     if not metadata:
-        response.content_disposition = f'attachment; filename="{filename}"'
+        response.content_disposition = content_disposition(filename)
     return response

@@ -19,7 +19,7 @@ from ..problems import MethodNotAllowed, Problem
 from ..services import legacy, loading
 from .errors import problem_response
 from .registration import view_options
-from .requests import CONTENT_TYPE
+from .requests import CONTENT_TYPE, check_content_length
 from .upload2 import create_session, respond, session_body
 
 ROUTE = "upload2.legacy"
@@ -29,6 +29,7 @@ UPLOAD2_REQUEST = rf"Content-Type:(?i){re.escape(CONTENT_TYPE)}\s*(;|$)"
 
 def upload_file(request):
     who = loading.principal(request)
+    check_content_length(request)
     upload = legacy.receive(request, who)
     if asbool(request.headers.get("X-Upload-Staged")) or asbool(upload.fields.get("staged")):
         session, created = legacy.stage(request, who, upload)

@@ -8,12 +8,14 @@ from .registration import upload2_view
 from ..mechanisms import http_post_bytes
 from ..problems import UnsupportedMediaType
 from ..services import loading
+from .requests import check_content_length
 
 
 @upload2_view(route_name=http_post_bytes.ROUTE, request_method="POST")
 def post_bytes(request):
     # A file that negotiated another mechanism has no such upload resource (404).
     file_session = loading.file_session(request, lock="update", mechanism=http_post_bytes.IDENTIFIER)
+    check_content_length(request)
     content_type = (request.content_type or "application/octet-stream").lower()
     if content_type != "application/octet-stream":
         raise UnsupportedMediaType("Unsupported Content-Type",

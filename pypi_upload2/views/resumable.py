@@ -17,6 +17,7 @@ from ..problems import BadRequest, Conflict, ContentTooLarge, MethodNotAllowed, 
 from ..services import files, loading
 from ..states import FileStatus
 from .errors import problem_response
+from .requests import check_content_length
 
 PARTIAL_UPLOAD = "application/partial-upload"
 ALLOW = "HEAD, PATCH, DELETE, OPTIONS"
@@ -105,6 +106,7 @@ def options(request):
 
 @upload2_view(route_name=ROUTE, request_method="PATCH")
 def append(request):
+    check_content_length(request)
     upload = _upload(request, lock="nowait")
     settings = request.registry["upload2.settings"]
     current = upload.received_size or 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import webtest
 from pyramid.config import Configurator
+from pyramid.exceptions import URLDecodeError
 from pyramid.response import Response
 
 from tests.conftest import Uploader, build_sdist, build_wheel
@@ -102,6 +103,9 @@ def test_host_chooses_the_api_root_and_keeps_its_own_not_found_view(make_host, m
     inside = host.get("/upload/v2/nothing-here", status=404)
     assert inside.content_type == PROBLEM
     assert host.get("/hello").status_int == 200
+    assert host.get("/upload/v2/%ff", status=400).content_type == PROBLEM
+    with pytest.raises(URLDecodeError):  # the host's to handle, as any other error of its own
+        host.get("/hello/%ff")
 
 
 def test_host_may_turn_off_the_public_index(make_host, make_user, dist_dir):
