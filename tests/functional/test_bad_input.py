@@ -22,7 +22,6 @@ from tests.conftest import CT, META, Uploader, assert_problem, count, stored
 from tests.functional.test_legacy import (  # noqa: F401
     Legacy,
     encode,
-    make_app,
     snapshot,
     twine_fields,
 )
