@@ -20,7 +20,7 @@ import transaction
 from zope.interface import implementer
 
 from .interfaces import ITaskQueue
-from .services import expiry, files, publication
+from .services import expiry, files, orphans, publication
 
 CONFIG_ENV = "UPLOAD2_CONFIG"
 QUEUE = "upload2"
@@ -109,8 +109,15 @@ def purge_ended_sessions(request) -> None:
         expiry.purge_ended_sessions(request)
 
 
-TASKS = (verify_file, publish_session, resend_processing, expire_sessions, purge_ended_sessions)
-PERIODIC = (resend_processing, expire_sessions, purge_ended_sessions)
+def abort_orphan_uploads(request) -> None:
+    """Periodic: abort multipart uploads in the object store that no live file owns."""
+    with request.tm:
+        orphans.abort_orphan_uploads(request)
+
+
+TASKS = (verify_file, publish_session, resend_processing, expire_sessions, purge_ended_sessions,
+         abort_orphan_uploads)
+PERIODIC = (resend_processing, expire_sessions, purge_ended_sessions, abort_orphan_uploads)
 
 
 def make_celery(registry) -> celery.Celery:

@@ -26,6 +26,8 @@ from packaging.utils import (
 from packaging.version import InvalidVersion, Version
 
 StrPath = str | os.PathLike[str]
+# A path, or a seekable binary file (storage backends without local paths give one).
+Source = StrPath | IO[bytes]
 
 # What zipfile/tarfile/gzip raise for corrupt input. RuntimeError: an encrypted
 # zip member; ValueError: e.g. a zip member name flagged UTF-8 that is not.
@@ -152,7 +154,7 @@ def _too_large(kind: str, limits: Limits) -> DistributionError:
                           "this index's limit for archives.")
 
 
-def _inspect_wheel(path: StrPath, dist: Distribution, limits: Limits) -> bytes:
+def _inspect_wheel(path: Source, dist: Distribution, limits: Limits) -> bytes:
     limit, max_members = limits.metadata, limits.members
     with zipfile.ZipFile(path) as zf:
         names = zf.namelist()
@@ -193,11 +195,11 @@ def _inspect_wheel(path: StrPath, dist: Distribution, limits: Limits) -> bytes:
         return metadata
 
 
-def _inspect_sdist(path: StrPath, dist: Distribution, limits: Limits) -> bytes:
+def _inspect_sdist(path: Source, dist: Distribution, limits: Limits) -> bytes:
     limit, max_members = limits.metadata, limits.members
     tops: set[str] = set()
     pkg_infos: dict[str, bytes] = {}
-    with tarfile.open(path, "r:gz") as tf:
+    with (tarfile.open(fileobj=path, mode="r:gz") if hasattr(path, "read") else tarfile.open(path, "r:gz")) as tf:
         for count, member in enumerate(tf, start=1):
             if count > max_members:
                 raise _archive_error(f"The sdist has more than {max_members} members.")
@@ -287,8 +289,9 @@ def _parse_metadata(raw: bytes, dist: Distribution, source: str) -> CoreMetadata
     )
 
 
-def inspect_distribution(path: StrPath, dist: Distribution, limits: Limits = Limits()) -> CoreMetadata:
-    """Check the file at ``path`` really is ``dist`` and return its core metadata."""
+def inspect_distribution(path: Source, dist: Distribution, limits: Limits = Limits()) -> CoreMetadata:
+    """Check the file at ``path`` (or the seekable binary file ``path``) really is ``dist``
+    and return its core metadata."""
     wheel = dist.packagetype == "bdist_wheel"
     inspect = _inspect_wheel if wheel else _inspect_sdist
     try:

@@ -1,0 +1,1 @@
+"""Where staged bytes live: the local disk (the embedded default) or an S3-compatible object store."""
