@@ -10,7 +10,7 @@ from pyramid.settings import asbool, aslist
 MiB = 1024 * 1024
 PUBLISH_MODES = ("sync", "deferred")
 S3_TEXT = ("s3_bucket", "s3_endpoint_url", "s3_region", "s3_access_key_id", "s3_secret_access_key",
-           "s3_prefix", "s3_spool_dir")
+           "s3_prefix", "s3_addressing_style", "s3_spool_dir")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +58,10 @@ class Settings:
     s3_access_key_id: str = ""
     s3_secret_access_key: str = ""
     s3_prefix: str = ""
+    # "path" for stores without per-bucket host names (MinIO, moto); "auto" lets boto3 choose.
+    s3_addressing_style: str = ""
+    # The store's smallest part but the last (S3's 5 MiB), advertised as min-append-size.
+    s3_min_part_size: int = 5 * MiB
     # Bytes a writer buffers in memory before sending them as one part of a multipart upload.
     s3_part_size: int = 8 * MiB
     # How long a presigned download URL stays valid, in seconds.

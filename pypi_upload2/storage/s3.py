@@ -21,8 +21,6 @@ from ..interfaces import IFileStorage
 from .ranged import ranged_reader
 
 MiB = 1024 * 1024
-# S3's smallest part but the last; most S3-compatible stores share it.
-MIN_PART_SIZE = 5 * MiB
 # An append is spooled to disk past this much, before it is sent as one part.
 SPOOL_MEMORY = 1 * MiB
 
@@ -39,25 +37,24 @@ def make_client(settings):
     # Checksums only where the API requires them: many S3-compatible stores refuse the
     # newer trailing checksums; the plugin verifies every file's own digests anyway.
     config = Config(request_checksum_calculation="when_required", response_checksum_validation="when_required",
-                    retries={"mode": "standard"})
+                    retries={"mode": "standard"}, s3={"addressing_style": settings.s3_addressing_style or "auto"})
     return boto3.session.Session().client("s3", config=config, **options)
 
 
 @implementer(IFileStorage)
 class S3FileStorage:
-    min_part_size = MIN_PART_SIZE
-
-    def __init__(self, client, bucket: str, *, prefix: str = "", part_size: int = 8 * MiB,
-                 url_expiry: int = 300, spool_dir: str | None = None):
+    def __init__(self, client, bucket: str, *, prefix: str = "", min_part_size: int = 5 * MiB,
+                 part_size: int = 8 * MiB, url_expiry: int = 300, spool_dir: str | None = None):
         if not bucket:
             raise ValueError("upload2.s3_bucket must be set for the s3 storage backend")
         self.client, self.bucket, self.prefix = client, bucket, prefix
-        self.part_size, self.url_expiry, self.spool_dir = max(part_size, MIN_PART_SIZE), url_expiry, spool_dir
+        self.min_part_size = min_part_size
+        self.part_size, self.url_expiry, self.spool_dir = max(part_size, min_part_size), url_expiry, spool_dir
 
     @classmethod
     def from_settings(cls, settings) -> S3FileStorage:
         return cls(make_client(settings), settings.s3_bucket, prefix=settings.s3_prefix,
-                   part_size=settings.s3_part_size, url_expiry=settings.s3_url_expiry,
+                   min_part_size=settings.s3_min_part_size, part_size=settings.s3_part_size, url_expiry=settings.s3_url_expiry,
                    spool_dir=settings.s3_spool_dir or None)
 
     @classmethod
@@ -186,15 +183,22 @@ class _MultipartWriter:
 
     def __init__(self, storage: S3FileStorage, full_key: str):
         self.storage, self.key = storage, full_key
-        self.buffer = bytearray()
+        # The chunks written since the last part, joined once into the part's body.
+        self.chunks: list[bytes] = []
+        self.buffered = 0
         self.upload_id: str | None = None
         self.parts: list[dict] = []
 
     def write(self, data) -> int:
-        self.buffer += data
-        if len(self.buffer) >= self.storage.part_size:
+        self.chunks.append(bytes(data))
+        self.buffered += len(data)
+        if self.buffered >= self.storage.part_size:
             self._send_part()
         return len(data)
+
+    def _take(self) -> bytes:
+        body, self.chunks, self.buffered = b"".join(self.chunks), [], 0
+        return body
 
     def _send_part(self) -> None:
         client, bucket = self.storage.client, self.storage.bucket
@@ -202,16 +206,15 @@ class _MultipartWriter:
             self.upload_id = client.create_multipart_upload(Bucket=bucket, Key=self.key)["UploadId"]
         number = len(self.parts) + 1
         reply = client.upload_part(Bucket=bucket, Key=self.key, UploadId=self.upload_id, PartNumber=number,
-                                   Body=bytes(self.buffer))
+                                   Body=self._take())
         self.parts.append({"PartNumber": number, "ETag": reply["ETag"]})
-        self.buffer = bytearray()
 
     def finish(self) -> None:
         client, bucket = self.storage.client, self.storage.bucket
         if self.upload_id is None:
-            client.put_object(Bucket=bucket, Key=self.key, Body=bytes(self.buffer))
+            client.put_object(Bucket=bucket, Key=self.key, Body=self._take())
             return
-        if self.buffer:
+        if self.buffered:
             self._send_part()
         client.complete_multipart_upload(Bucket=bucket, Key=self.key, UploadId=self.upload_id,
                                          MultipartUpload={"Parts": self.parts})
