@@ -16,6 +16,7 @@ from ..interfaces import IFilenames, IFileStorage, IReleases, ITaskQueue
 from ..models import FileUploadSession, PublishingSession
 from ..problems import BadRequest, Conflict, ContentTooLarge, FileExists, SecondSdist, UnprocessableContent
 from ..states import FileStatus
+from ..storage import StorageError
 from . import loading
 from .cleanup import purge_after_commit
 from .digests import ResumableDigests
@@ -227,7 +228,10 @@ def hash_stored(request, file_session: FileUploadSession) -> str | None:
     storage = request.find_service(IFileStorage)
     if file_session.received_size is not None:
         # The mechanism's parts, as far as they were acknowledged, become the stored file.
-        storage.assemble(file_session.blob_key, file_session.received_size)
+        try:
+            storage.assemble(file_session.blob_key, file_session.received_size)
+        except StorageError as exc:
+            return f"The stored parts could not be assembled: {exc}."
     stored = storage.size(file_session.blob_key)
     if stored is None:
         return "No bytes were uploaded for this file."

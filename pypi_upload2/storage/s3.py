@@ -18,15 +18,12 @@ from botocore.exceptions import ClientError
 from zope.interface import implementer
 
 from ..interfaces import IFileStorage
+from . import StorageError
 from .ranged import ranged_reader
 
 MiB = 1024 * 1024
 # An append is spooled to disk past this much, before it is sent as one part.
 SPOOL_MEMORY = 1 * MiB
-
-
-class StorageError(Exception):
-    """The store's parts do not match the offset the database recorded."""
 
 
 def make_client(settings):

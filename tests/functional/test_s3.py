@@ -239,3 +239,22 @@ def test_a_resumable_append_is_spooled_not_held_in_memory(alice, session, dist_d
     assert response.status_int == 204, response.body
     # The spool's first MiB in memory, then its file: 3.3 MiB at 12 MiB and at 48 MiB.
     assert peak < 5 * MiB, f"{peak / MiB:.1f} MiB allocated for a {size} MiB append"
+
+
+def test_parts_lost_in_the_store_fail_the_file_with_a_notice(alice, session, big_wheel, s3_api, s3_bucket,
+                                                             dbsession):
+    data = big_wheel.read_bytes()
+    upload = start(alice, session, big_wheel)
+    patch(alice, upload, data[:PART], 0, False)
+    patch(alice, upload, data[PART:], PART, True)
+    # Someone aborted the upload in the store and began another under the same key.
+    key = blob_key(dbsession, upload)
+    lost = s3_api.list_multipart_uploads(Bucket=s3_bucket)["Uploads"][0]["UploadId"]
+    s3_api.abort_multipart_upload(Bucket=s3_bucket, Key=key, UploadId=lost)
+    other = s3_api.create_multipart_upload(Bucket=s3_bucket, Key=key)["UploadId"]
+    s3_api.upload_part(Bucket=s3_bucket, Key=key, UploadId=other, PartNumber=1, Body=b"x" * 10)
+    alice.post(upload["links"]["complete"], status=202)
+    body = alice.get(upload["links"]["file-upload-session"]).json
+    assert body["status"] == "error"
+    assert "could not be assembled" in body["notices"][-1]
+    assert multipart_uploads(s3_api, s3_bucket) == []  # the failure purged them
