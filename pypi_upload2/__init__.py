@@ -10,8 +10,13 @@ from .interfaces import IFileStorage, ITaskQueue
 
 # The plugin's own backends; a host swaps one with a dotted-name setting.
 BACKENDS = {
-    IFileStorage: ("upload2.storage_backend", "pypi_upload2.services.storage.LocalFileStorage"),
+    IFileStorage: ("upload2.storage_backend", "local"),
     ITaskQueue: ("upload2.task_queue_backend", "pypi_upload2.tasks.CeleryTaskQueue"),
+}
+# Short names of the plugin's own backends (any other value is a dotted name).
+ALIASES = {
+    "local": "pypi_upload2.storage.local.LocalFileStorage",
+    "s3": "pypi_upload2.storage.s3.S3FileStorage",
 }
 # ``upload2.index``: which host index the interfaces reach (none: the host registers its own).
 INDEXES = {"builtin": "pypi_upload2.builtin", "warehouse": "pypi_upload2.warehouse", "none": None}
@@ -50,7 +55,8 @@ def includeme(config):
         config.add_request_method(db.request_db, "db", reify=True)
 
     for iface, (key, default) in BACKENDS.items():
-        backend = config.maybe_dotted(raw.get(key, default))
+        name = raw.get(key, default).strip()
+        backend = config.maybe_dotted(ALIASES.get(name, name))
         config.register_service_factory(backend.create_service, iface)
     index = raw.get("upload2.index", "builtin").strip()
     if index not in INDEXES:

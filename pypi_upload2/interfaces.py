@@ -8,7 +8,7 @@ describes each method. Project and principal objects are the host's own, passed 
 unchanged; the plugin records them only through the text keys the host gives.
 """
 
-from zope.interface import Interface
+from zope.interface import Attribute, Interface
 
 
 class IAuthentication(Interface):
@@ -121,29 +121,54 @@ class IPublishedArchives(Interface):
 
 
 class IFileStorage(Interface):
-    """Where the bytes of staged files live, addressed by server-derived keys."""
+    """Where the bytes of staged files live, addressed by server-derived keys. Nothing here
+    promises a local path: every process that serves uploads reaches the same keys, on a
+    shared disk or in an object store."""
+
+    min_part_size = Attribute(
+        "The fewest bytes ``appender`` may store in a part that does not end the file "
+        "(0: any number); the resumable mechanism advertises it as ``min-append-size``.")
 
     def writer(key):
-        """A context manager yielding a binary file object; on clean exit the bytes are
-        stored under ``key`` (replacing what was there), on error nothing is kept."""
+        """A context manager yielding a writable binary file object; on clean exit the bytes
+        are stored under ``key`` (replacing what was there), on error nothing is kept."""
 
     def open(key):
-        """Open the bytes stored under ``key`` for reading."""
-
-    def path(key):
-        """A local filesystem path for ``key`` (archive inspection needs seekable files; the
-        resumable mechanism appends to it in place, so it must be writable and shared by
-        every process that serves uploads)."""
-
-    def move(source, target):
-        """Store the bytes under ``source`` as ``target`` (replacing what was there), without
-        copying them where the backend can; ``source`` is gone after."""
+        """A seekable, read-only binary file object over the bytes under ``key`` (archive
+        inspection seeks in it); ``FileNotFoundError`` when nothing is stored there."""
 
     def size(key):
         """The stored size in bytes, or ``None`` when nothing is stored under ``key``."""
 
     def delete(key):
-        """Remove ``key``; removing a missing key is not an error."""
+        """Remove ``key`` and any parts appended to it but never assembled; removing a
+        missing key is not an error."""
+
+    def copy(source, target):
+        """Store the bytes under ``source`` as ``target`` too, inside the backend."""
+
+    def move(source, target):
+        """Store the bytes under ``source`` as ``target`` (replacing what was there), without
+        copying them where the backend can; ``source`` is gone after."""
+
+    def appender(key, offset):
+        """A context manager yielding a writable binary file object: on clean exit its bytes
+        become the part of ``key`` that starts at ``offset`` (the bytes stored so far, as the
+        caller recorded them; anything past it is dropped), on error nothing is kept. A part
+        is stored whole or not at all."""
+
+    def assemble(key, size):
+        """Make the parts appended to ``key`` up to ``size`` bytes the bytes under ``key``.
+        Idempotent: a key already assembled is left as it is."""
+
+    def unfinished(before):
+        """The keys with parts appended (or a writer's parts sent) but never assembled, begun
+        before the aware UTC datetime ``before``: the periodic sweep deletes those no live
+        file upload session owns."""
+
+    def download_url(key, filename, content_type):
+        """A URL the client may fetch the bytes from directly (a presigned URL), or ``None``
+        when the app must serve them itself."""
 
 
 class ITaskQueue(Interface):

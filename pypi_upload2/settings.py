@@ -9,6 +9,8 @@ from pyramid.settings import asbool, aslist
 
 MiB = 1024 * 1024
 PUBLISH_MODES = ("sync", "deferred")
+S3_TEXT = ("s3_bucket", "s3_endpoint_url", "s3_region", "s3_access_key_id", "s3_secret_access_key",
+           "s3_prefix", "s3_addressing_style", "s3_spool_dir")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,7 +41,7 @@ class Settings:
     project_quota: int = 10 * 1024 * MiB
     # A file or publish still processing after this long is handed to a worker again.
     processing_deadline: int = 300
-    # How often beat runs the periodic tasks (expiry, retention, stuck processing).
+    # How often beat runs the periodic tasks (expiry, retention, stuck processing, orphan parts).
     sweep_interval: int = 60
     # The most bytes one append of the resumable mechanism may carry.
     max_append_size: int = 64 * MiB
@@ -51,6 +53,28 @@ class Settings:
     # Scheduled publish (``vnd-upload2-publish-after``) needs beat to run the periodic tasks:
     # on by default only with a broker.
     scheduled_publish: bool = False
+    # Downloads from /files/ and the stage redirect to the storage's own URL when it has one
+    # (presigned S3 URLs); else the app streams the bytes.
+    storage_redirect: bool = False
+    # The S3 backend (storage/s3.py); credentials unset: boto3's own chain (env, profile, role).
+    s3_bucket: str = ""
+    s3_endpoint_url: str = ""
+    s3_region: str = ""
+    s3_access_key_id: str = ""
+    s3_secret_access_key: str = ""
+    s3_prefix: str = ""
+    # "path" for stores without per-bucket host names (MinIO, moto); "auto" lets boto3 choose.
+    s3_addressing_style: str = ""
+    # The store's smallest part but the last (S3's 5 MiB), advertised as min-append-size.
+    s3_min_part_size: int = 5 * MiB
+    # Bytes a writer buffers in memory before sending them as one part of a multipart upload.
+    s3_part_size: int = 8 * MiB
+    # How long a presigned download URL stays valid, in seconds.
+    s3_url_expiry: int = 300
+    # Where an append is spooled before it becomes a part (empty: the system's temp folder).
+    s3_spool_dir: str = ""
+    # A multipart upload no file upload session owns is aborted once it is this old.
+    orphan_upload_age: int = 3600
 
 
 def _path(value: str, here: str | None) -> str:
@@ -97,5 +121,7 @@ def parse(settings: dict) -> Settings:
         broker_url=settings.get("celery.broker_url", "").strip(),
         scheduled_publish=asbool(settings.get("upload2.scheduled_publish",
                                               bool(settings.get("celery.broker_url", "").strip()))),
+        storage_redirect=asbool(settings.get("upload2.storage_redirect", False)),
+        **{name: settings.get(f"upload2.{name}", "").strip() for name in S3_TEXT},
         **ints,
     )

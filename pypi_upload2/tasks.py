@@ -20,7 +20,7 @@ import transaction
 from zope.interface import implementer
 
 from .interfaces import ITaskQueue
-from .services import expiry, files, publication
+from .services import expiry, files, orphans, publication
 
 CONFIG_ENV = "UPLOAD2_CONFIG"
 QUEUE = "upload2"
@@ -115,8 +115,15 @@ def publish_due(request) -> None:
         expiry.publish_due(request)
 
 
-TASKS = (verify_file, publish_session, resend_processing, expire_sessions, purge_ended_sessions, publish_due)
-PERIODIC = (resend_processing, expire_sessions, purge_ended_sessions)
+def abort_orphan_uploads(request) -> None:
+    """Periodic: abort multipart uploads in the object store that no live file owns."""
+    with request.tm:
+        orphans.abort_orphan_uploads(request)
+
+
+TASKS = (verify_file, publish_session, resend_processing, expire_sessions, purge_ended_sessions, publish_due,
+         abort_orphan_uploads)
+PERIODIC = (resend_processing, expire_sessions, purge_ended_sessions, abort_orphan_uploads)
 DUE_INTERVAL = 15  # seconds: a scheduled publish starts within this of its time
 
 

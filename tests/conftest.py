@@ -27,6 +27,8 @@ from pypi_upload2.builtin.models import User
 from pypi_upload2.builtin.auth import new_token
 
 from .artifacts import build_sdist, build_wheel  # noqa: F401  (re-exported for tests)
+from .s3 import (STORAGE, new_bucket, s3_any_part_endpoint, s3_api, s3_bucket, s3_client,  # noqa: F401  (fixtures)
+                 s3_endpoint, s3_settings)
 
 CT = "application/vnd.pypi.upload.v2+json"
 META = {"api-version": "2.0"}
@@ -52,6 +54,14 @@ def count(dbsession, model) -> int:
     n = dbsession.scalar(sa.select(sa.func.count()).select_from(model))
     dbsession.commit()
     return n
+
+
+def pytest_collection_modifyitems(config, items):
+    if STORAGE == "s3":
+        skip = pytest.mark.skip(reason="reads the local storage folder (UPLOAD2_TEST_STORAGE=s3)")
+        for item in items:
+            if "local_storage" in item.keywords:
+                item.add_marker(skip)
 
 
 @contextlib.contextmanager
@@ -134,8 +144,19 @@ def storage_dir(tmp_path):
 
 
 @pytest.fixture
-def settings(database_url, storage_dir):
-    return {"sqlalchemy.url": database_url, "upload2.storage": str(storage_dir)}
+def storage_settings(request) -> dict:
+    """The storage backend's settings beyond ``upload2.storage``: none for the local disk; the
+    moto server's and a fresh bucket with ``UPLOAD2_TEST_STORAGE=s3``, parts of any size
+    allowed (the suite appends a few KiB at a time; tests/functional/test_s3.py keeps S3's)."""
+    if STORAGE != "s3":
+        return {}
+    endpoint = request.getfixturevalue("s3_any_part_endpoint")
+    return s3_settings(endpoint, new_bucket(s3_client(endpoint)), **{"upload2.s3_min_part_size": "1"})
+
+
+@pytest.fixture
+def settings(database_url, storage_dir, storage_settings):
+    return {"sqlalchemy.url": database_url, "upload2.storage": str(storage_dir), **storage_settings}
 
 
 @pytest.fixture
@@ -283,6 +304,18 @@ def wait_for(url: str, timeout: float = 30.0) -> None:
             time.sleep(0.1)
 
 
+@contextlib.contextmanager
+def running(args: list[str], ready_url: str, **popen):
+    """A process started with ``args``, once ``ready_url`` answers; terminated after."""
+    proc = subprocess.Popen(args, **popen)
+    try:
+        wait_for(ready_url)
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
 @pytest.fixture
 def server_options() -> dict:
     """Extra ``[server:main]`` options for ``server``; a test module overrides this fixture."""
@@ -290,24 +323,19 @@ def server_options() -> dict:
 
 
 @pytest.fixture
-def server(tmp_path, database_url, storage_dir, dbsession, server_options):
+def server(tmp_path, database_url, storage_dir, storage_settings, dbsession, server_options):
     """The standalone app in a real waitress process (``pserve``) on a free port."""
     port = free_port()
     ini = tmp_path / "server.ini"
     ini.write_text(
         "[app:main]\nuse = egg:pypi-upload2\n"
-        f"sqlalchemy.url = {database_url}\nupload2.storage = {storage_dir}\n\n"
+        f"sqlalchemy.url = {database_url}\nupload2.storage = {storage_dir}\n"
+        + "".join(f"{key} = {value}\n" for key, value in storage_settings.items()) + "\n"
         f"[server:main]\nuse = egg:waitress#main\nlisten = 127.0.0.1:{port}\n"
         "max_request_body_size = 1073741824\n"
         + "".join(f"{key} = {value}\n" for key, value in server_options.items())
     )
-    bindir = os.path.dirname(sys.executable)
-    proc = subprocess.Popen([os.path.join(bindir, "pserve"), str(ini)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(base + "/simple/")
+    with running([os.path.join(os.path.dirname(sys.executable), "pserve"), str(ini)], base + "/simple/",
+                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):
         yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)

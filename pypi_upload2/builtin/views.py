@@ -11,7 +11,7 @@ from pyramid.httpexceptions import HTTPNotFound
 from pyramid.response import Response
 
 from ..db import parse_id
-from ..interfaces import IFileStorage, IPublishedFiles
+from ..interfaces import IPublishedFiles
 from ..views.index import canonical_redirect, core_metadata_sha256, file_response, index_page, project_page
 from .models import Project, Release, ReleaseFile
 
@@ -50,9 +50,7 @@ def simple_file(request):
     if (f is None or f.filename != filename.removesuffix(".metadata")
             or (metadata and not core_metadata_sha256(f))):
         raise HTTPNotFound()
-    storage = request.find_service(IFileStorage)
-    return file_response(request, storage.path(f.metadata_key if metadata else f.blob_key), f.filename,
-                         metadata=metadata)
+    return file_response(request, f.metadata_key if metadata else f.blob_key, f.filename, metadata=metadata)
 
 
 HOME = """<!DOCTYPE html>

@@ -16,6 +16,7 @@ from ..interfaces import IFilenames, IFileStorage, IReleases, ITaskQueue
 from ..models import FileUploadSession, PublishingSession
 from ..problems import BadRequest, Conflict, ContentTooLarge, FileExists, SecondSdist, UnprocessableContent
 from ..states import FileStatus
+from ..storage import StorageError
 from . import loading
 from .cleanup import purge_after_commit
 from .digests import ResumableDigests
@@ -153,7 +154,8 @@ def inspect_stored(request, filename: str, blob_key: str, metadata_key: str) -> 
     settings = request.registry["upload2.settings"]
     limits = Limits(metadata=settings.max_metadata_size, members=settings.max_archive_members,
                     inflated=settings.max_inflated_size)
-    metadata = inspect_distribution(storage.path(blob_key), parse_filename(filename), limits)
+    with storage.open(blob_key) as fh:
+        metadata = inspect_distribution(fh, parse_filename(filename), limits)
     with storage.writer(metadata_key) as fh:
         fh.write(metadata.raw)
     return metadata
@@ -224,6 +226,12 @@ def hash_stored(request, file_session: FileUploadSession) -> str | None:
     """The stored bytes' digests, as a mechanism hashing while receiving would have given
     them; why there are none, or None."""
     storage = request.find_service(IFileStorage)
+    if file_session.received_size is not None:
+        # The mechanism's parts, as far as they were acknowledged, become the stored file.
+        try:
+            storage.assemble(file_session.blob_key, file_session.received_size)
+        except StorageError as exc:
+            return f"The stored parts could not be assembled: {exc}."
     stored = storage.size(file_session.blob_key)
     if stored is None:
         return "No bytes were uploaded for this file."

@@ -8,10 +8,14 @@ import datetime
 import html
 import json
 import urllib.parse
+import os
 
-from pyramid.httpexceptions import HTTPMovedPermanently
+from pyramid.httpexceptions import HTTPFound, HTTPMovedPermanently, HTTPNotFound
 from packaging.version import Version
-from pyramid.response import FileResponse, Response
+from pyramid.response import FileIter, Response
+
+from ..interfaces import IFileStorage
+from ..services.streaming import CHUNK
 
 from ..services.distributions import FILENAME_CHARS
 
@@ -118,9 +122,23 @@ def content_disposition(filename: str) -> str:
     return "attachment; filename*=UTF-8''" + urllib.parse.quote(filename, safe="", errors="replace")
 
 
-def file_response(request, path: str, filename: str, *, metadata: bool = False):
+def file_response(request, key: str, filename: str, *, metadata: bool = False):
+    """The bytes stored under ``key``: a redirect to the storage's own URL when
+    ``upload2.storage_redirect`` is on and it has one, else streamed in bounded reads."""
     content_type = "text/plain" if metadata else "application/octet-stream"
-    response = FileResponse(path, request=request, content_type=content_type)
+    storage = request.find_service(IFileStorage)
+    if request.registry["upload2.settings"].storage_redirect:
+        url = storage.download_url(key, filename, content_type)
+        if url is not None:
+            return HTTPFound(location=url)
+    try:
+        fh = storage.open(key)
+    except FileNotFoundError:
+        raise HTTPNotFound()
+    fh.seek(0, os.SEEK_END)
+    size = fh.tell()
+    fh.seek(0)
+    response = Response(app_iter=FileIter(fh, CHUNK), content_type=content_type, content_length=size)
     if not metadata:
         response.content_disposition = content_disposition(filename)
     return response

@@ -10,6 +10,7 @@ from .registration import upload2_view
 
 from .. import states
 from ..db import utcnow
+from ..interfaces import IFileStorage
 from ..mechanisms import resumable
 from ..mechanisms.resumable import IDENTIFIER, ROUTE, Body
 from ..models import FileUploadSession
@@ -34,6 +35,10 @@ class InconsistentLength(BadRequest):
 
 class CompletedUpload(BadRequest):
     type = PROBLEM_TYPES + "completed-upload"
+
+
+class ContentTooSmall(BadRequest):
+    """A non-final append below ``min-append-size``: the draft names no problem type for it."""
 
 
 # -- structured fields (RFC 9651): an invalid value means the field is absent --------------
@@ -85,7 +90,18 @@ def _state(request, upload: FileUploadSession) -> dict[str, str]:
 def _limit(request, upload: FileUploadSession) -> dict[str, str]:
     max_append_size = request.registry["upload2.settings"].max_append_size
     max_age = max(0, int((upload.expires_at - utcnow()).total_seconds()))
-    return {"Upload-Limit": f"max-size={upload.size}, max-append-size={max_append_size}, max-age={max_age}"}
+    limits = f"max-size={upload.size}"
+    if min_append_size := request.find_service(IFileStorage).min_part_size:
+        # The object store's smallest part; the append that ends the upload may be smaller.
+        limits += f", min-append-size={min_append_size}"
+    return {"Upload-Limit": f"{limits}, max-append-size={max_append_size}, max-age={max_age}"}
+
+
+def _too_small(request, upload: FileUploadSession) -> ContentTooSmall:
+    minimum = request.find_service(IFileStorage).min_part_size
+    return ContentTooSmall("Append too small", f"An append that does not end the upload carries at least "
+                           f"{minimum} bytes (min-append-size); only the last one may be smaller.",
+                           source="Content-Length", headers=_limit(request, upload))
 
 
 @upload2_view(route_name=ROUTE, request_method="HEAD")
@@ -143,9 +159,14 @@ def append(request):
         if complete and announced != remaining:
             raise InconsistentLength("Inconsistent length", f"An append ending the upload at {current} must "
                                      f"carry the remaining {remaining} bytes.", source="Content-Length")
+        if 0 < announced < request.find_service(IFileStorage).min_part_size and announced != remaining:
+            raise _too_small(request, upload)
     body = Body(request)
-    if not resumable.append(request, upload, body, min(remaining, settings.max_append_size), complete):
+    refused = resumable.append(request, upload, body, min(remaining, settings.max_append_size), complete)
+    if refused == resumable.OVERFLOW:
         return _overflow(request, upload, remaining)
+    if refused == resumable.TOO_SMALL:
+        raise _too_small(request, upload)
     response = Response(status=204, content_type=None)
     if complete and not body.interrupted:
         if upload.received_size != upload.size:

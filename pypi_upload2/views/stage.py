@@ -5,7 +5,7 @@ from __future__ import annotations
 from packaging.utils import canonicalize_name
 from .registration import upload2_view
 
-from ..interfaces import IFileStorage, IPublishedFiles
+from ..interfaces import IPublishedFiles
 from ..problems import NotFound
 from ..services import loading
 from ..services.publishing import live_files
@@ -63,7 +63,6 @@ def stage_file(request):
              and f.status == FileStatus.COMPLETED and (core_metadata_sha256(f) or not metadata)]
     if not match:
         raise NotFound("No such file", "This stage has no such file.", source="url")
-    storage = request.find_service(IFileStorage)
     f = match[0]
-    return _private(file_response(request, storage.path(f.metadata_key if metadata else f.blob_key),
-                                  f.filename, metadata=metadata))
+    return _private(file_response(request, f.metadata_key if metadata else f.blob_key, f.filename,
+                                  metadata=metadata))

@@ -444,6 +444,7 @@ def test_the_quota_check_fails_a_publish_that_would_exceed_it(deferred, wheel):
     assert "quota" in status["notices"][0]
 
 
+@pytest.mark.local_storage
 def test_the_metadata_check_catches_stored_metadata_that_disagrees(deferred, wheel, dbsession, storage_dir):
     alice = deferred()
     session = staged(alice, wheel)

@@ -28,6 +28,7 @@ def expire(dbsession, session: dict) -> None:
     update(dbsession, PublishingSession, {"expires_at": ago(minutes=1)}, token=session["session-token"])
 
 
+@pytest.mark.local_storage
 def test_an_expired_session_is_canceled_its_bytes_purged_and_its_new_name_freed(alice, bob, testapp, dist_dir,
                                                                                  dbsession, storage_dir):
     session = alice.create_session("newname", "1.0").json
@@ -61,6 +62,7 @@ def test_sessions_in_error_expire_too_but_not_live_or_processing_ones(alice, tes
     assert alice.get(fresh["links"]["session"]).json["status"] == "open"
 
 
+@pytest.mark.local_storage
 def test_a_pending_upload_past_its_own_expiry_is_canceled(alice, testapp, dist_dir, dbsession, storage_dir):
     session = alice.create_session("foo", "1.0").json
     done = build_wheel(dist_dir, "foo", "1.0")

@@ -185,6 +185,7 @@ def test_a_second_sdist_in_the_release_is_409(alice, session, dist_dir):
 
 # --- delete ---------------------------------------------------------------------------------
 
+@pytest.mark.local_storage
 @pytest.mark.parametrize("state", ["pending", "completed", "error"])
 def test_delete_answers_204_and_the_file_leaves_the_session(alice, testapp, session, wheel, storage_dir, state):
     file = alice.start_file(session, wheel).json
@@ -212,6 +213,7 @@ def test_delete_answers_204_and_the_file_leaves_the_session(alice, testapp, sess
     assert alice.upload(session, wheel).json["status"] == "completed"
 
 
+@pytest.mark.local_storage
 def test_delete_while_processing_is_409(alice, session, wheel, dbsession, storage_dir):
     file = alice.start_file(session, wheel).json
     alice.send_bytes(file, wheel.read_bytes())

@@ -101,6 +101,7 @@ def legacy_alice(testapp, make_user):
     return Legacy(testapp, make_user("alice"))
 
 
+@pytest.mark.local_storage
 def test_upload_publishes_each_file_at_once(legacy_alice, testapp, dbsession, dist_dir, storage_dir):
     wheel, sdist = build_wheel(dist_dir, "foo", "1.0", requires_python=">=3.9"), build_sdist(dist_dir, "foo", "1.0")
     response = legacy_alice.upload(wheel)
@@ -140,6 +141,7 @@ def test_upload_publishes_each_file_at_once(legacy_alice, testapp, dbsession, di
     assert stored(storage_dir) == {k for f in rows for k in (f.blob_key, f.metadata_key)}
 
 
+@pytest.mark.local_storage
 def test_fields_may_follow_the_file(legacy_alice, testapp, dist_dir, storage_dir):
     wheel = build_wheel(dist_dir, "foo", "1.0")
     data = wheel.read_bytes()

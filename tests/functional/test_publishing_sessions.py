@@ -169,6 +169,7 @@ def test_an_invalid_name_or_version_is_400_naming_the_key(alice, dbsession, body
 
 # --- cancel ---------------------------------------------------------------------------------
 
+@pytest.mark.local_storage
 def test_cancel_discards_everything_but_the_status_url(alice, testapp, dist_dir, storage_dir, dbsession):
     session = alice.create_session("foo", "1.0").json
     alice.upload(session, build_wheel(dist_dir, "foo", "1.0"))

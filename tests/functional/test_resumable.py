@@ -159,6 +159,7 @@ def test_chunks_append_at_the_offset_and_the_last_completes_the_upload(alice, se
     assert testapp.get(link.split("#")[0]).body == data
 
 
+@pytest.mark.local_storage
 def test_an_offset_other_than_the_current_one_is_409_and_writes_nothing(alice, session, wheel, dbsession,
                                                                          storage_dir):
     data = wheel.read_bytes()
@@ -174,6 +175,7 @@ def test_an_offset_other_than_the_current_one_is_409_and_writes_nothing(alice, s
     assert stored_bytes(dbsession, storage_dir, upload) == data[:1000]
 
 
+@pytest.mark.local_storage
 def test_appends_never_rewrite_earlier_bytes(alice, session, wheel, dbsession, storage_dir):
     data = wheel.read_bytes()
     upload = start(alice, session, wheel)
@@ -208,6 +210,7 @@ def test_an_interrupted_append_keeps_what_arrived_and_the_client_resumes_from_he
     assert alice.get(upload["links"]["file-upload-session"]).json["status"] == "completed"
 
 
+@pytest.mark.local_storage
 def test_bytes_beyond_the_declared_size_are_refused_with_413_and_not_stored(alice, session, wheel, dbsession,
                                                                             storage_dir):
     data = wheel.read_bytes()
@@ -341,6 +344,7 @@ def test_delete_on_the_upload_resource_cancels_the_file(alice, session, wheel, d
     assert stored_bytes(dbsession, storage_dir, upload) is None
 
 
+@pytest.mark.local_storage
 def test_completing_before_the_last_append_fails_the_file(alice, session, wheel):
     upload = start(alice, session, wheel)
     patch(alice, upload, wheel.read_bytes(), 0, False)  # every byte, but never Upload-Complete: ?1
@@ -349,6 +353,20 @@ def test_completing_before_the_last_append_fails_the_file(alice, session, wheel)
     assert alice.get(upload["links"]["file-upload-session"]).json["status"] == "error"
 
 
+def peak_allocated(wsgi_app, request, path) -> tuple:
+    """The response to ``request`` with the file at ``path`` as its body, streamed, and the
+    peak of the app's own allocations meanwhile."""
+    request.environ["CONTENT_LENGTH"] = str(path.stat().st_size)
+    with open(path, "rb") as body:
+        request.environ["wsgi.input"] = body
+        tracemalloc.start()
+        try:
+            return request.get_response(wsgi_app), tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+
+@pytest.mark.local_storage
 def test_an_append_holds_one_chunk_in_memory_not_the_file(alice, session, dist_dir, wsgi_app):
     """The app's own allocations while it appends 48 MiB stay far below the append's size."""
     wheel = build_wheel(dist_dir, "foo", "1.0", tag="py2-none-any", padding=48 * MiB)
@@ -356,15 +374,7 @@ def test_an_append_holds_one_chunk_in_memory_not_the_file(alice, session, dist_d
     size = wheel.stat().st_size
     request = webtest.TestRequest.blank(upload["mechanism"]["file_url"], method="PATCH", headers={
         **alice.headers, "Content-Type": PARTIAL, "Upload-Offset": "0", "Upload-Complete": "?1"})
-    request.environ["CONTENT_LENGTH"] = str(size)
-    with open(wheel, "rb") as body:
-        request.environ["wsgi.input"] = body
-        tracemalloc.start()
-        try:
-            response = request.get_response(wsgi_app)
-            peak = tracemalloc.get_traced_memory()[1]
-        finally:
-            tracemalloc.stop()
+    response, peak = peak_allocated(wsgi_app, request, wheel)
     assert response.status_int == 204, response.body
     assert response.headers["Upload-Offset"] == str(size)
     assert peak < 8 * MiB, f"{peak / MiB:.1f} MiB allocated for a {size / MiB:.0f} MiB append"

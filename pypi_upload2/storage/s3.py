@@ -1,0 +1,221 @@
+"""Distribution bytes in an S3-compatible object store (``upload2.storage_backend = s3``), so
+that any number of web hosts and workers share them with no shared disk.
+
+Writers stream into multipart uploads a part at a time; resumable appends become the parts
+of one multipart upload per file, numbered in order and assembled when the file completes;
+reads are ranged GETs. Nothing is held in memory beyond one part.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import tempfile
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+from zope.interface import implementer
+
+from ..interfaces import IFileStorage
+from . import StorageError
+from .ranged import ranged_reader
+
+MiB = 1024 * 1024
+# An append is spooled to disk past this much, before it is sent as one part.
+SPOOL_MEMORY = 1 * MiB
+
+
+def make_client(settings):
+    options = {"region_name": settings.s3_region or None, "endpoint_url": settings.s3_endpoint_url or None}
+    if settings.s3_access_key_id:
+        options.update(aws_access_key_id=settings.s3_access_key_id,
+                       aws_secret_access_key=settings.s3_secret_access_key)
+    # Checksums only where the API requires them: many S3-compatible stores refuse the
+    # newer trailing checksums; the plugin verifies every file's own digests anyway.
+    config = Config(request_checksum_calculation="when_required", response_checksum_validation="when_required",
+                    retries={"mode": "standard"}, s3={"addressing_style": settings.s3_addressing_style or "auto"})
+    return boto3.session.Session().client("s3", config=config, **options)
+
+
+@implementer(IFileStorage)
+class S3FileStorage:
+    def __init__(self, client, bucket: str, *, prefix: str = "", min_part_size: int = 5 * MiB,
+                 part_size: int = 8 * MiB, url_expiry: int = 300, spool_dir: str | None = None):
+        if not bucket:
+            raise ValueError("upload2.s3_bucket must be set for the s3 storage backend")
+        self.client, self.bucket, self.prefix = client, bucket, prefix
+        self.min_part_size = min_part_size
+        self.part_size, self.url_expiry, self.spool_dir = max(part_size, min_part_size), url_expiry, spool_dir
+
+    @classmethod
+    def from_settings(cls, settings) -> S3FileStorage:
+        return cls(make_client(settings), settings.s3_bucket, prefix=settings.s3_prefix,
+                   min_part_size=settings.s3_min_part_size, part_size=settings.s3_part_size, url_expiry=settings.s3_url_expiry,
+                   spool_dir=settings.s3_spool_dir or None)
+
+    @classmethod
+    def create_service(cls, context, request):
+        # One client per process: boto3 clients are thread-safe and costly to build.
+        registry = request.registry
+        if "upload2.s3_storage" not in registry:
+            registry["upload2.s3_storage"] = cls.from_settings(registry["upload2.settings"])
+        return registry["upload2.s3_storage"]
+
+    def _key(self, key: str) -> str:
+        return self.prefix + key
+
+    # -- whole objects -----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def writer(self, key: str):
+        writer = _MultipartWriter(self, self._key(key))
+        try:
+            yield writer
+            writer.finish()
+        except BaseException:
+            writer.abort()
+            raise
+
+    def open(self, key: str):
+        size = self.size(key)
+        if size is None:
+            raise FileNotFoundError(key)
+        return ranged_reader(self.client, self.bucket, self._key(key), size)
+
+    def size(self, key: str) -> int | None:
+        try:
+            return self.client.head_object(Bucket=self.bucket, Key=self._key(key))["ContentLength"]
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+        for upload in self._uploads(self._key(key)):
+            self._abort(upload["Key"], upload["UploadId"])
+
+    def copy(self, source: str, target: str) -> None:
+        # Server-side, in parts when large: the bytes never pass through this process.
+        self.client.copy({"Bucket": self.bucket, "Key": self._key(source)}, self.bucket, self._key(target))
+
+    def move(self, source: str, target: str) -> None:
+        self.copy(source, target)
+        self.client.delete_object(Bucket=self.bucket, Key=self._key(source))
+
+    def download_url(self, key: str, filename: str, content_type: str) -> str:
+        params = {"Bucket": self.bucket, "Key": self._key(key), "ResponseContentType": content_type}
+        if content_type == "application/octet-stream":
+            params["ResponseContentDisposition"] = f'attachment; filename="{filename}"'
+        return self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=self.url_expiry)
+
+    # -- parts -------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def appender(self, key: str, offset: int):
+        full = self._key(key)
+        upload_id, parts = self._acknowledged(full, offset, create=True)
+        with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY, dir=self.spool_dir) as spool:
+            yield spool
+            length = spool.tell()
+            if length:
+                spool.seek(0)
+                # The part after the acknowledged ones: it replaces one an append that did not
+                # commit may have left under the same number.
+                self.client.upload_part(Bucket=self.bucket, Key=full, UploadId=upload_id,
+                                        PartNumber=len(parts) + 1, Body=spool, ContentLength=length)
+
+    def assemble(self, key: str, size: int) -> None:
+        full = self._key(key)
+        if not self._uploads(full):
+            return  # assembled already, or nothing was appended
+        upload_id, parts = self._acknowledged(full, size)
+        self.client.complete_multipart_upload(
+            Bucket=self.bucket, Key=full, UploadId=upload_id,
+            MultipartUpload={"Parts": [{"PartNumber": p["PartNumber"], "ETag": p["ETag"]} for p in parts]})
+
+    def unfinished(self, before: datetime.datetime) -> list[str]:
+        return [upload["Key"].removeprefix(self.prefix) for upload in self._uploads(self.prefix, exact=False)
+                if upload["Initiated"] < before]
+
+    def _uploads(self, full_key: str, *, exact: bool = True) -> list[dict]:
+        """The multipart uploads in progress on ``full_key`` (under it, unless ``exact``),
+        oldest first."""
+        uploads = []
+        for page in self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=full_key):
+            uploads += [u for u in page.get("Uploads", ()) if not exact or u["Key"] == full_key]
+        return sorted(uploads, key=lambda u: u["Initiated"])
+
+    def _acknowledged(self, full_key: str, offset: int, *, create: bool = False) -> tuple[str, list[dict]]:
+        """The multipart upload of ``full_key`` and its parts that make up the first ``offset``
+        bytes; parts past them belong to appends that never committed."""
+        uploads = self._uploads(full_key)
+        if not uploads:
+            if offset or not create:
+                raise StorageError(f"no parts are stored for {full_key!r} (offset {offset})")
+            return self.client.create_multipart_upload(Bucket=self.bucket, Key=full_key)["UploadId"], []
+        upload_id = uploads[0]["UploadId"]
+        parts, total = [], 0
+        pages = self.client.get_paginator("list_parts").paginate(Bucket=self.bucket, Key=full_key, UploadId=upload_id)
+        for part in sorted((p for page in pages for p in page.get("Parts", ())), key=lambda p: p["PartNumber"]):
+            if total == offset:
+                break
+            if part["PartNumber"] != len(parts) + 1:
+                break
+            parts.append(part)
+            total += part["Size"]
+        if total != offset:
+            raise StorageError(f"the parts of {full_key!r} hold {total} bytes, not the recorded {offset}")
+        return upload_id, parts
+
+    def _abort(self, full_key: str, upload_id: str) -> None:
+        with contextlib.suppress(self.client.exceptions.NoSuchUpload):
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=full_key, UploadId=upload_id)
+
+
+class _MultipartWriter:
+    """A write-only file that sends every ``part_size`` bytes as a part of a multipart upload
+    (begun with the first full part), and a smaller file as one PUT."""
+
+    def __init__(self, storage: S3FileStorage, full_key: str):
+        self.storage, self.key = storage, full_key
+        # The chunks written since the last part, joined once into the part's body.
+        self.chunks: list[bytes] = []
+        self.buffered = 0
+        self.upload_id: str | None = None
+        self.parts: list[dict] = []
+
+    def write(self, data) -> int:
+        self.chunks.append(bytes(data))
+        self.buffered += len(data)
+        if self.buffered >= self.storage.part_size:
+            self._send_part()
+        return len(data)
+
+    def _take(self) -> bytes:
+        body, self.chunks, self.buffered = b"".join(self.chunks), [], 0
+        return body
+
+    def _send_part(self) -> None:
+        client, bucket = self.storage.client, self.storage.bucket
+        if self.upload_id is None:
+            self.upload_id = client.create_multipart_upload(Bucket=bucket, Key=self.key)["UploadId"]
+        number = len(self.parts) + 1
+        reply = client.upload_part(Bucket=bucket, Key=self.key, UploadId=self.upload_id, PartNumber=number,
+                                   Body=self._take())
+        self.parts.append({"PartNumber": number, "ETag": reply["ETag"]})
+
+    def finish(self) -> None:
+        client, bucket = self.storage.client, self.storage.bucket
+        if self.upload_id is None:
+            client.put_object(Bucket=bucket, Key=self.key, Body=self._take())
+            return
+        if self.buffered:
+            self._send_part()
+        client.complete_multipart_upload(Bucket=bucket, Key=self.key, UploadId=self.upload_id,
+                                         MultipartUpload={"Parts": self.parts})
+
+    def abort(self) -> None:
+        if self.upload_id is not None:
+            self.storage._abort(self.key, self.upload_id)
