@@ -71,6 +71,8 @@ def publish(request, session: PublishingSession, project, *, deferrable: bool = 
 
 
 def _publish_reserved(request, session: PublishingSession, files, project, event: str) -> None:
+    if project is None:
+        project = _registered_meanwhile(request, session)
     if project is None:  # the reservation becomes a registration
         project = request.find_service(IProjects).register(request, session.created_by, session.name)
     request.find_service(IPublisher).publish(request, session, files, project)
@@ -81,6 +83,16 @@ def _publish_reserved(request, session: PublishingSession, files, project, event
     logs.audit(request, f"published {session.name} {session.version}: {len(files)} file(s) "
                         f"{', '.join(f.filename for f in files) or '-'}; session {session.id}, "
                         f"created by {session.created_by}")
+
+
+def _registered_meanwhile(request, session: PublishingSession):
+    """The project another session of the same reservation registered since this request
+    looked (on PostgreSQL two publishes of a new name can run at once): wait for the
+    reservation's row, then look again. A reservation is one principal's, so the project
+    is this session creator's, who became its Owner."""
+    request.db.execute(sa.select(NameReservation.normalized_name).where(
+        NameReservation.normalized_name == session.normalized_name).with_for_update())
+    return loading.project(request, session)
 
 
 # -- deferred publish (upload2.publish_mode = deferred): the request defers, a task settles ---
