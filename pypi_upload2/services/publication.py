@@ -71,10 +71,8 @@ def publish(request, session: PublishingSession, project, *, deferrable: bool = 
 
 
 def _publish_reserved(request, session: PublishingSession, files, project, event: str) -> None:
-    if project is None:
-        project = _registered_meanwhile(request, session)
     if project is None:  # the reservation becomes a registration
-        project = request.find_service(IProjects).register(request, session.created_by, session.name)
+        project = _register(request, session, event)
     request.find_service(IPublisher).publish(request, session, files, project)
     request.db.execute(sa.delete(NameReservation).where(NameReservation.normalized_name == session.normalized_name))
     states.publishing(session, event)
@@ -85,14 +83,17 @@ def _publish_reserved(request, session: PublishingSession, files, project, event
                         f"created by {session.created_by}")
 
 
-def _registered_meanwhile(request, session: PublishingSession):
-    """The project another session of the same reservation registered since this request
-    looked (on PostgreSQL two publishes of a new name can run at once): wait for the
-    reservation's row, then look again. A reservation is one principal's, so the project
-    is this session creator's, who became its Owner."""
-    request.db.execute(sa.select(NameReservation.normalized_name).where(
-        NameReservation.normalized_name == session.normalized_name).with_for_update())
-    return loading.project(request, session)
+def _register(request, session: PublishingSession, event: str):
+    """Register the reserved name. On PostgreSQL two sessions of one reservation can publish
+    at once: the later one finds the name registered meanwhile, and joins the project when
+    its caller may upload to it, as any later release would (a task's publish fails instead,
+    and may be retried)."""
+    try:
+        return request.find_service(IProjects).register(request, session.created_by, session.name)
+    except Conflict:
+        if event != "publish" or loading.project(request, session) is None:
+            raise
+        return loading.authorize(request, loading.principal(request), session)
 
 
 # -- deferred publish (upload2.publish_mode = deferred): the request defers, a task settles ---
