@@ -82,24 +82,9 @@ def make_engine(url: str, here: str | None = None) -> sa.engine.Engine:
     parsed = normalize_url(url, here)
     if parsed.get_backend_name() != "sqlite":
         return sa.create_engine(parsed, pool_pre_ping=True)
-    engine = sa.create_engine(parsed, connect_args={"timeout": 30})
+    from . import sqlite
 
-    # pysqlite's own transaction handling breaks SAVEPOINT and defers BEGIN; let
-    # SQLAlchemy emit BEGIN IMMEDIATE itself so writers queue instead of failing.
-    @event.listens_for(engine, "connect")
-    def _connect(dbapi_connection, _record):
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _begin(connection):
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-    return engine
+    return sqlite.make_engine(parsed)
 
 
 def session_factory(engine: sa.engine.Engine) -> sessionmaker[Session]:
