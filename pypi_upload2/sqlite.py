@@ -4,8 +4,9 @@ Every request's transaction begins with ``BEGIN IMMEDIATE`` (it takes the write 
 writers queue instead of failing when a read turns into a write. SQLite's own queue is its
 busy handler: a waiter sleeps and retries, up to 100 ms at a time, and under load may lose
 the race again and again (seconds of tail latency, at last "database is locked"). Writers of
-one process therefore queue on a lock first, handed over the moment a transaction ends;
-only one writer per process waits in SQLite's busy handler.
+one process therefore queue on a lock first, and the one writer of each process at the
+head of its queue on an ``flock`` of a file beside the database: both are handed over the
+moment a transaction ends (SQLite's busy handler stays, for other programs' writers).
 
 Durability: ``synchronous=FULL`` fsyncs the write-ahead log at every commit, so a 201 means
 the rows survive a power loss, as the stored bytes do (they are fsynced before it). WAL's
@@ -15,6 +16,8 @@ client was told they were made.
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 import threading
 
@@ -23,23 +26,51 @@ from sqlalchemy import event
 
 BUSY_TIMEOUT_S = 30
 
-_writer_locks: dict[str, threading.Lock] = {}
-_writer_locks_guard = threading.Lock()
+class WriterQueue:
+    """This process's writers of one database: a thread lock, then the file lock."""
+
+    def __init__(self, database: str):
+        self.lock = threading.Lock()
+        self.path = database + "-writer" if database not in ("", ":memory:") else None
+        self.fd: int | None = None
+        self.pid: int | None = None
+
+    def acquire(self) -> bool:
+        if not self.lock.acquire(timeout=BUSY_TIMEOUT_S):
+            return False
+        if self.path is not None:
+            try:
+                if self.fd is None or os.getpid() != self.pid:  # a forked worker opens its own
+                    self.fd, self.pid = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600), os.getpid()
+                fcntl.flock(self.fd, fcntl.LOCK_EX)
+            except BaseException:
+                self.lock.release()
+                raise
+        return True
+
+    def release(self) -> None:
+        if self.path is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+        self.lock.release()
 
 
-def _writer_lock(database: str) -> threading.Lock:
-    with _writer_locks_guard:
-        return _writer_locks.setdefault(database, threading.Lock())
+_queues: dict[str, WriterQueue] = {}
+_queues_guard = threading.Lock()
+
+
+def _writer_queue(database: str) -> WriterQueue:
+    with _queues_guard:
+        return _queues.setdefault(database, WriterQueue(database))
 
 
 class QueuedConnection(sqlite3.Connection):
     """A connection that holds its process's writer lock from BEGIN to COMMIT or ROLLBACK."""
 
-    writer: threading.Lock | None = None
+    writer: WriterQueue | None = None
     holding = False
 
     def begin_immediate(self) -> None:
-        if not self.writer.acquire(timeout=BUSY_TIMEOUT_S):
+        if not self.writer.acquire():
             raise sqlite3.OperationalError("database is locked")
         self.holding = True
         try:
@@ -74,7 +105,7 @@ class QueuedConnection(sqlite3.Connection):
 
 def make_engine(url: sa.engine.URL) -> sa.engine.Engine:
     engine = sa.create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_S, "factory": QueuedConnection})
-    lock = _writer_lock(url.database or ":memory:")
+    lock = _writer_queue(url.database or ":memory:")
 
     # pysqlite's own transaction handling breaks SAVEPOINT and defers BEGIN: SQLAlchemy's
     # begin event emits BEGIN IMMEDIATE itself.
