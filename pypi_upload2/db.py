@@ -10,6 +10,7 @@ import sqlalchemy as sa
 import zope.sqlalchemy
 from sqlalchemy import event
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from transaction._transaction import Status as TransactionStatus
 
 # Named constraints keep the migrations identical on SQLite and PostgreSQL.
 NAMING_CONVENTION = {
@@ -81,35 +82,56 @@ def make_engine(url: str, here: str | None = None) -> sa.engine.Engine:
     parsed = normalize_url(url, here)
     if parsed.get_backend_name() != "sqlite":
         return sa.create_engine(parsed, pool_pre_ping=True)
-    engine = sa.create_engine(parsed, connect_args={"timeout": 30})
+    from . import sqlite
 
-    # pysqlite's own transaction handling breaks SAVEPOINT and defers BEGIN; let
-    # SQLAlchemy emit BEGIN IMMEDIATE itself so writers queue instead of failing.
-    @event.listens_for(engine, "connect")
-    def _connect(dbapi_connection, _record):
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _begin(connection):
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-    return engine
+    return sqlite.make_engine(parsed)
 
 
 def session_factory(engine: sa.engine.Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False)
 
 
+# The request's transaction manager, in its session's ``info``.
+TRANSACTION_MANAGER = "upload2.tm"
+
+
+class _RequestSession(Session):
+    """A session joined to its request's transaction manager. zope.sqlalchemy's events are
+    listened to once on this class (below), where ``zope.sqlalchemy.register`` would add
+    seven listeners to every request's session."""
+
+
+def _joined(session: Session, state=zope.sqlalchemy.datamanager.STATUS_ACTIVE) -> None:
+    zope.sqlalchemy.datamanager.join_transaction(session, state, session.info[TRANSACTION_MANAGER])
+
+
+def _changed(session: Session) -> None:
+    zope.sqlalchemy.mark_changed(session, session.info[TRANSACTION_MANAGER])
+
+
+def _committing(session: Session) -> None:
+    # zope.sqlalchemy's guard (and its import of Status): only the transaction manager commits.
+    assert session.in_nested_transaction() or session.info[TRANSACTION_MANAGER].get().status == \
+        TransactionStatus.COMMITTING, "Transaction must be committed using the transaction manager"
+
+
+for _name, _listener in {
+    "after_begin": lambda session, _transaction, _connection: _joined(session),
+    "after_attach": lambda session, _instance: _joined(session),
+    "after_flush": lambda session, _context: _changed(session),
+    "after_bulk_update": lambda context: _changed(context.session),
+    "after_bulk_delete": lambda context: _changed(context.session),
+    "do_orm_execute": lambda state: _changed(state.session) if state.is_orm_statement and (
+        state.is_update or state.is_insert or state.is_delete) else None,
+    "before_commit": _committing,
+}.items():
+    event.listen(_RequestSession, _name, _listener)
+
+
 def request_db(request) -> Session:
     """One ORM session per request, committed or aborted by pyramid_tm."""
-    db = request.registry["upload2.dbsession_factory"]()
-    zope.sqlalchemy.register(db, transaction_manager=request.tm)
-    return db
+    options = request.registry["upload2.dbsession_factory"].kw
+    return _RequestSession(**{**options, "info": {TRANSACTION_MANAGER: request.tm}})
 
 
 def insert(db: Session, *objs) -> bool:

@@ -4,6 +4,8 @@ then its file), so that two writers never wait on each other in a cycle."""
 
 from __future__ import annotations
 
+import functools
+
 import sqlalchemy as sa
 from sqlalchemy import orm
 
@@ -20,9 +22,9 @@ LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE for FOR UPDATE NOWAIT on a
 
 def principal(request):
     """The host's principal making the request; 401 without one."""
-    found = request.find_service(IAuthentication).identify(request)
+    found = request.find_service(IAuthentication, context=None).identify(request)
     if found is None:
-        challenge = request.find_service(IAuthentication).challenge(request)
+        challenge = request.find_service(IAuthentication, context=None).challenge(request)
         if basic_credentials(request) is not None or request.authorization is not None:
             detail = "The token is not valid (or was revoked, or has expired)."
         elif challenge.startswith("Basic "):
@@ -38,12 +40,12 @@ def principal(request):
 
 
 def principal_key(request, who) -> str:
-    return request.find_service(IAuthentication).principal_key(who)
+    return request.find_service(IAuthentication, context=None).principal_key(who)
 
 
 def project(request, session: PublishingSession):
     """The host's project of ``session``; None while its name is only reserved."""
-    return request.find_service(IProjects).find(request, session.normalized_name)
+    return request.find_service(IProjects, context=None).find(request, session.normalized_name)
 
 
 def authorize(request, who, session: PublishingSession):
@@ -53,7 +55,7 @@ def authorize(request, who, session: PublishingSession):
     if found is None:
         allowed = session.created_by == principal_key(request, who)
     else:
-        allowed = request.find_service(IAuthorization).may_upload(request, who, found)
+        allowed = request.find_service(IAuthorization, context=None).may_upload(request, who, found)
     logs.note(request, project=session.normalized_name, session=session.id)
     if not allowed:
         raise Forbidden("Not allowed", f"You may not upload to {session.name!r}.", source="authorization")
@@ -61,30 +63,41 @@ def authorize(request, who, session: PublishingSession):
     return found
 
 
-def _by_token(token: str):
-    return sa.select(PublishingSession).where(PublishingSession.token_digest == secret_digest(token))
+# Built once: every request runs them, and a statement object keeps its compiled cache key.
+BY_TOKEN = sa.select(PublishingSession).where(PublishingSession.token_digest == sa.bindparam("digest"))
+BY_TOKEN_LOCKED = BY_TOKEN.with_for_update()
+FILE_LOCKS = {None: None, "update": {}, "nowait": {"nowait": True}, "read": {"read": True}}
+
+
+@functools.cache
+def _file_statement(lock: str | None, mechanism: str | None):
+    query = sa.select(FileUploadSession).where(FileUploadSession.id == sa.bindparam("file_id"),
+                                               FileUploadSession.publishing_session_id == sa.bindparam("session_id"))
+    if mechanism is not None:
+        query = query.where(FileUploadSession.mechanism == mechanism)
+    return query if FILE_LOCKS[lock] is None else query.with_for_update(**FILE_LOCKS[lock])
+
+
+def _by_token(request, *, lock: bool = False) -> PublishingSession | None:
+    return request.db.scalar(BY_TOKEN_LOCKED if lock else BY_TOKEN,
+                             {"digest": secret_digest(request.matchdict["token"])})
 
 
 def publishing_session(request, *, lock: bool = False) -> PublishingSession:
     """The session the URL's token names, after authorizing the caller; ``lock`` holds its
     row for the rest of the transaction."""
     who = principal(request)
-    query = _by_token(request.matchdict["token"])
-    if lock:
-        query = query.with_for_update()
-    session = request.db.scalar(query)
+    session = _by_token(request, lock=lock)
     if session is None:
         raise NotFound("No such session", "There is no publishing session at this URL.", source="url")
     authorize(request, who, session)
     return session
 
 
-def _file_query(request, session: PublishingSession, mechanism: str | None):
+def _file_query(request, session: PublishingSession, mechanism: str | None, lock: str | None):
     file_id = parse_id(request.matchdict["file_id"])
-    query = sa.select(FileUploadSession).where(
-        FileUploadSession.id == file_id if file_id is not None else sa.false(),
-        FileUploadSession.publishing_session_id == session.id)
-    return query if mechanism is None else query.where(FileUploadSession.mechanism == mechanism)
+    # No id is -1: a URL that names none matches nothing.
+    return _file_statement(lock, mechanism), {"file_id": -1 if file_id is None else file_id, "session_id": session.id}
 
 
 def file_session(request, *, lock: str | None = None, lock_session: bool = False,
@@ -93,15 +106,9 @@ def file_session(request, *, lock: str | None = None, lock_session: bool = False
     fails at once with 409 while another request holds it (two appends never interleave),
     "read" waits for a writer in flight. ``mechanism``: only a file uploaded with it."""
     session = publishing_session(request, lock=lock_session)
-    query = _file_query(request, session, mechanism)
-    if lock == "update":
-        query = query.with_for_update()
-    elif lock == "nowait":
-        query = query.with_for_update(nowait=True)
-    elif lock == "read":
-        query = query.with_for_update(read=True)
+    query, params = _file_query(request, session, mechanism, lock)
     try:
-        found = request.db.scalar(query)
+        found = request.db.scalar(query, params)
     except sa.exc.OperationalError as exc:
         if getattr(exc.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
             raise
@@ -118,7 +125,7 @@ def file_session(request, *, lock: str | None = None, lock_session: bool = False
 
 def live_stage(request) -> PublishingSession:
     """The session behind a stage URL: the token is the capability, no login needed."""
-    session = request.db.scalar(_by_token(request.matchdict["token"]))
+    session = _by_token(request)
     if session is None or session.status in (PublishingStatus.CANCELED, PublishingStatus.PUBLISHED):
         raise NotFound("No such stage", "There is no staged release at this URL.", source="url")
     return session

@@ -93,7 +93,7 @@ def publish(request, session: PublishingSession, project, *, deferrable: bool = 
 
 def _publish_reserved(request, session: PublishingSession, files, project, event: str) -> None:
     if project is None:  # the reservation becomes a registration
-        project = request.find_service(IProjects).register(request, session.created_by, session.name)
+        project = _register(request, session, event)
     request.find_service(IPublisher).publish(request, session, files, project)
     request.db.execute(sa.delete(NameReservation).where(NameReservation.normalized_name == session.normalized_name))
     states.publishing(session, event)
@@ -102,6 +102,19 @@ def _publish_reserved(request, session: PublishingSession, files, project, event
     logs.audit(request, f"published {session.name} {session.version}: {len(files)} file(s) "
                         f"{', '.join(f.filename for f in files) or '-'}; session {session.id}, "
                         f"created by {session.created_by}")
+
+
+def _register(request, session: PublishingSession, event: str):
+    """Register the reserved name. On PostgreSQL two sessions of one reservation can publish
+    at once: the later one finds the name registered meanwhile, and joins the project when
+    its caller may upload to it, as any later release would (a task's publish fails instead,
+    and may be retried)."""
+    try:
+        return request.find_service(IProjects).register(request, session.created_by, session.name)
+    except Conflict:
+        if event != "publish" or loading.project(request, session) is None:
+            raise
+        return loading.authorize(request, loading.principal(request), session)
 
 
 # -- deferred publish (upload2.publish_mode = deferred): the request defers, a task settles ---

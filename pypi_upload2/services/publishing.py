@@ -7,6 +7,7 @@ import datetime
 import secrets
 
 import sqlalchemy as sa
+from sqlalchemy import orm
 
 from .. import logs, states
 from ..db import insert, utcnow
@@ -66,6 +67,7 @@ def create(request, who, name, version) -> PublishingSession:
         existing = loading.live_session_of(db, normalized, session.canonical_version)
         raise session_exists(request, existing or session)
     logs.note(request, session=session.id)
+    orm.attributes.set_committed_value(session, "files", [])  # a new session has none: no query for them
     session.host_project = project  # as loading.authorize sets it: later steps of this request use it
     session.host_principal = who
     return session
