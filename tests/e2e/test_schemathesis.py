@@ -42,16 +42,17 @@ def _targets(base, token) -> dict[str, str]:
                 "ST_SDIST": _file(http, session, "st_probe-1.0.tar.gz", "vnd-upload2-resumable-v1")}
 
 
-def test_schemathesis_finds_nothing(server, make_user):
+def test_schemathesis_finds_nothing(server, make_user, tmp_path):
     token = make_user("fuzzer")
     targets = _targets(server, token)
     schemathesis = Path(sys.executable).parent / "schemathesis"
     started = time.monotonic()
+    # Run in tmp_path: schemathesis keeps a cache (.schemathesis/) where it runs.
     run = subprocess.run(
         [str(schemathesis), "--config-file", str(CONFIG), "run", f"{server}/2.0/openapi.json",
          "--auth", f"__token__:{token}", "--max-examples", str(EXAMPLES), "--seed", str(SEED),
          "--workers", "1", "--generation-database", "none", "--no-color"],
-        cwd=ROOT, env={**os.environ, **targets, "SCHEMATHESIS_HOOKS": "tests.e2e.schemathesis_hooks", "PYTHONPATH": str(ROOT)},
+        cwd=tmp_path, env={**os.environ, **targets, "SCHEMATHESIS_HOOKS": "tests.e2e.schemathesis_hooks", "PYTHONPATH": str(ROOT)},
         capture_output=True, text=True, timeout=180, check=False)
     assert run.returncode == 0, run.stdout[-20000:] + run.stderr[-5000:]
     assert "20 selected / 20 total" in run.stdout, run.stdout  # every operation was run
