@@ -6,7 +6,7 @@ from packaging.utils import canonicalize_name
 from .registration import upload2_view
 
 from ..interfaces import IFileStorage, IPublishedFiles
-from ..problems import NotFound
+from ..problems import NotFound, RangeNotSatisfiable
 from ..services import loading
 from ..services.publishing import live_files
 from ..states import FileStatus
@@ -65,5 +65,16 @@ def stage_file(request):
         raise NotFound("No such file", "This stage has no such file.", source="url")
     storage = request.find_service(IFileStorage)
     f = match[0]
-    return _private(file_response(request, storage.path(f.metadata_key if metadata else f.blob_key),
-                                  f.filename, metadata=metadata))
+    response = file_response(request, storage.path(f.metadata_key if metadata else f.blob_key),
+                             f.filename, metadata=metadata)
+    _check_range(request, response)
+    return _private(response)
+
+
+def _check_range(request, response) -> None:
+    """A Range outside the file is a problem, as every error under the root is; WebOb would
+    answer its own text/plain 416. The test is WebOb's own (``conditional_response_app``)."""
+    if (request.range and response in request.if_range
+            and request.range.content_range(response.content_length) is None):
+        raise RangeNotSatisfiable("Range not satisfiable", f"The file is {response.content_length} bytes.",
+                                  source="Range", headers={"Content-Range": f"bytes */{response.content_length}"})
