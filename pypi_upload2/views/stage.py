@@ -76,5 +76,6 @@ def _check_range(request, response) -> None:
     answer its own text/plain 416. The test is WebOb's own (``conditional_response_app``)."""
     if (request.range and response in request.if_range
             and request.range.content_range(response.content_length) is None):
+        response.app_iter.close()  # the file it opened is not sent
         raise RangeNotSatisfiable("Range not satisfiable", f"The file is {response.content_length} bytes.",
                                   source="Range", headers={"Content-Range": f"bytes */{response.content_length}"})
