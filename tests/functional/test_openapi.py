@@ -15,7 +15,7 @@ from pyramid.interfaces import IRoutesMapper
 from pypi_upload2 import main
 from pypi_upload2.views.openapi import document
 from tests import openapi
-from tests.conftest import CT, META, basic
+from tests.conftest import CT, META, basic, build_wheel
 
 
 def test_the_document_is_valid_openapi_3_1():
@@ -72,3 +72,24 @@ def test_the_check_refuses_a_body_off_its_schema(alice, wsgi_app):
     response.body = json.dumps({**response.json, "status": "resting"}).encode()
     with pytest.raises(jsonschema.ValidationError, match="resting"):
         openapi.check(wsgi_app.registry, response)
+
+
+def test_head_and_resumable_answers_are_documented(alice, bob, testapp, dist_dir):
+    # Answers the rest of the suite does not give; each is checked against the document.
+    session = alice.create_session().json
+    wheel = build_wheel(dist_dir, "foo", "1.0")
+    file = alice.start_file(session, wheel, mechanism="vnd-upload2-resumable-v1").json
+    status_urls = [session["links"]["session"], file["links"]["file-upload-session"]]
+    for url in status_urls:
+        testapp.head(url, headers=alice.headers, status=200)
+        testapp.head(url, status=401)
+        testapp.head(url, headers=bob.headers, status=403)
+        testapp.head(url.replace(session["session-token"], "x" * 43), headers=alice.headers, status=404)
+    upload = file["mechanism"]["file_url"]
+    testapp.options(upload, status=401)
+    testapp.options(upload, headers=bob.headers, status=403)
+    testapp.patch(upload, b"x", status=401, headers={"Upload-Offset": "0", "Upload-Complete": "?0"})
+    testapp.delete(upload, headers=bob.headers, status=403)
+    testapp.delete(upload, headers=alice.headers, status=204)
+    testapp.delete(upload, headers=alice.headers, status=404)
+    assert ("HEAD", "/sessions/{token}/", "403") in openapi.seen
