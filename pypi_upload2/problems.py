@@ -65,6 +65,10 @@ class UnsupportedMediaType(Problem):
     status = 415
 
 
+class RangeNotSatisfiable(Problem):
+    status = 416
+
+
 class UnprocessableContent(Problem):
     status = 422
 

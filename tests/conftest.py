@@ -26,11 +26,24 @@ from pypi_upload2.admin import upgrade
 from pypi_upload2.builtin.models import User
 from pypi_upload2.builtin.auth import new_token
 
+from . import openapi
 from .artifacts import build_sdist, build_wheel  # noqa: F401  (re-exported for tests)
 from .s3 import (STORAGE, new_bucket, s3_any_part_endpoint, s3_api, s3_bucket, s3_client,  # noqa: F401  (fixtures)
                  s3_endpoint, s3_settings)
 
 CT = "application/vnd.pypi.upload.v2+json"
+
+
+def pytest_configure(config):
+    # Every 2.0 response of a WebTest request is checked against the OpenAPI document.
+    openapi.install()
+
+
+def pytest_terminal_summary(terminalreporter):
+    if openapi.seen and terminalreporter.config.getoption("verbose") > 0:
+        missing = openapi.unseen()
+        terminalreporter.write_line(f"OpenAPI: {len(openapi.seen)} responses seen; documented, not seen: "
+                                    + (", ".join(" ".join(m) for m in missing) or "none"))
 META = {"api-version": "2.0"}
 
 

@@ -50,7 +50,8 @@ def simple_file(request):
     if (f is None or f.filename != filename.removesuffix(".metadata")
             or (metadata and not core_metadata_sha256(f))):
         raise HTTPNotFound()
-    return file_response(request, f.metadata_key if metadata else f.blob_key, f.filename, metadata=metadata)
+    return file_response(request, f.metadata_key if metadata else f.blob_key, f.filename, metadata=metadata,
+                         last_modified=f.published_at)
 
 
 HOME = """<!DOCTYPE html>

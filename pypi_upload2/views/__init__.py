@@ -26,5 +26,6 @@ def includeme(config):
     config.scan(".resumable")
     config.scan(".stage")
     config.scan(".review")
+    config.include(".openapi")  # <root>openapi.json
     config.include(".errors")
     config.include(".legacy")  # the legacy upload route (upload2.legacy_path), and add_upload2_dispatch

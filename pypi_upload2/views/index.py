@@ -122,9 +122,10 @@ def content_disposition(filename: str) -> str:
     return "attachment; filename*=UTF-8''" + urllib.parse.quote(filename, safe="", errors="replace")
 
 
-def file_response(request, key: str, filename: str, *, metadata: bool = False):
+def file_response(request, key: str, filename: str, *, metadata: bool = False, last_modified=None):
     """The bytes stored under ``key``: a redirect to the storage's own URL when
-    ``upload2.storage_redirect`` is on and it has one, else streamed in bounded reads."""
+    ``upload2.storage_redirect`` is on and it has one, else streamed in bounded reads, with
+    ranges and conditional requests answered (pip's range requests for wheel metadata)."""
     content_type = "text/plain" if metadata else "application/octet-stream"
     storage = request.find_service(IFileStorage)
     if request.registry["upload2.settings"].storage_redirect:
@@ -138,7 +139,8 @@ def file_response(request, key: str, filename: str, *, metadata: bool = False):
     fh.seek(0, os.SEEK_END)
     size = fh.tell()
     fh.seek(0)
-    response = Response(app_iter=FileIter(fh, CHUNK), content_type=content_type, content_length=size)
+    response = Response(app_iter=FileIter(fh, CHUNK), content_type=content_type, content_length=size,
+                        conditional_response=True, last_modified=last_modified)
     if not metadata:
         response.content_disposition = content_disposition(filename)
     return response

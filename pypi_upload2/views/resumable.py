@@ -69,7 +69,10 @@ def _upload(request, *, lock: str | None = None) -> FileUploadSession:
     """The addressed upload, authorized on every request as the PEP asks of mechanisms that
     span several. ``lock="nowait"``: two appends never interleave; ``lock="read"``: an
     offset is never outdated by an append in flight."""
-    upload = loading.file_session(request, lock=lock, mechanism=IDENTIFIER)
+    return _live(loading.file_session(request, lock=lock, mechanism=IDENTIFIER))
+
+
+def _live(upload: FileUploadSession) -> FileUploadSession:
     # A failed or canceled upload's bytes are purged: its resource is gone with them.
     if upload.status in (FileStatus.ERROR, FileStatus.CANCELED):
         raise NotFound("No such upload", "There is no resumable upload at this URL.", source="url")
@@ -193,7 +196,7 @@ def _overflow(request, upload, remaining: int):
 @upload2_view(route_name=ROUTE, request_method="DELETE")
 def cancel(request):
     """The draft's upload cancellation is the PEP's file upload session cancellation."""
-    upload = loading.file_session(request, lock="update", lock_session=True, mechanism=IDENTIFIER)
+    upload = _live(loading.file_session(request, lock="update", lock_session=True, mechanism=IDENTIFIER))
     files.delete(request, upload)
     return Response(status=204, content_type=None)
 

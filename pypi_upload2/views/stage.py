@@ -6,7 +6,7 @@ from packaging.utils import canonicalize_name
 from .registration import upload2_view
 
 from ..interfaces import IPublishedFiles
-from ..problems import NotFound
+from ..problems import NotFound, RangeNotSatisfiable
 from ..services import loading
 from ..services.publishing import live_files
 from ..states import FileStatus
@@ -64,5 +64,17 @@ def stage_file(request):
     if not match:
         raise NotFound("No such file", "This stage has no such file.", source="url")
     f = match[0]
-    return _private(file_response(request, f.metadata_key if metadata else f.blob_key, f.filename,
-                                  metadata=metadata))
+    response = file_response(request, f.metadata_key if metadata else f.blob_key, f.filename, metadata=metadata,
+                             last_modified=f.received_at)
+    _check_range(request, response)
+    return _private(response)
+
+
+def _check_range(request, response) -> None:
+    """A Range outside the file is a problem, as every error under the root is; WebOb would
+    answer its own text/plain 416. The test is WebOb's own (``conditional_response_app``)."""
+    if (request.range and response.status_int == 200 and response in request.if_range
+            and request.range.content_range(response.content_length) is None):
+        response.app_iter.close()  # the file it opened is not sent
+        raise RangeNotSatisfiable("Range not satisfiable", f"The file is {response.content_length} bytes.",
+                                  source="Range", headers={"Content-Range": f"bytes */{response.content_length}"})

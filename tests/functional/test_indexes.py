@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from pypi_upload2.models import FileUploadSession
 from pypi_upload2.builtin.models import ReleaseFile
-from tests.conftest import build_sdist, build_wheel
+from tests.conftest import assert_problem, build_sdist, build_wheel
 
 JSON = "application/vnd.pypi.simple.v1+json"
 HTML = "application/vnd.pypi.simple.v1+html"
@@ -313,3 +313,18 @@ def test_the_front_page_says_where_to_install_from_and_upload_to(testapp):
     links = {a["href"] for a in page.html.find_all("a")}
     assert {"http://localhost/simple/", "http://localhost/2.0/", "http://localhost/legacy/"} <= links
     assert "pip install --index-url http://localhost/simple/" in page.text
+
+
+def test_a_staged_file_answers_ranges_and_a_range_outside_it_is_a_problem(alice, testapp, dist_dir):
+    wheel = build_wheel(dist_dir, "foo", "1.0")
+    data = wheel.read_bytes()
+    session = alice.create_session("foo", "1.0").json
+    alice.upload(session, wheel)
+    url = as_json(testapp, session["links"]["stage"] + "foo/").json["files"][0]["url"]
+    part = testapp.get(url, headers={"Range": "bytes=0-3"}, status=206)
+    assert part.body == data[:4]
+    assert part.headers["Content-Range"] == f"bytes 0-3/{len(data)}"
+    outside = testapp.get(url, headers={"Range": f"bytes={len(data)}-"}, status=416)
+    assert_problem(outside, 416, "Range")
+    assert outside.headers["Content-Range"] == f"bytes */{len(data)}"
+    testapp.get(url, headers={"If-Modified-Since": "Fri, 01 Jan 2100 00:00:00 GMT"}, status=304)

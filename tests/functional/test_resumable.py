@@ -344,6 +344,16 @@ def test_delete_on_the_upload_resource_cancels_the_file(alice, session, wheel, d
     assert stored_bytes(dbsession, storage_dir, upload) is None
 
 
+def test_the_upload_resource_of_a_canceled_or_failed_file_is_gone_for_delete_too(alice, session, wheel):
+    canceled, failed = start(alice, session, wheel), start(alice, session, wheel, filename="foo-1.0-py2.py3-none-any.whl")
+    alice.delete(canceled["links"]["file-upload-session"], status=204)
+    patch(alice, failed, wheel.read_bytes(), 0, False)
+    alice.post(failed["links"]["complete"], status=400)  # before Upload-Complete: the file fails
+    for upload in (canceled, failed):
+        response = alice.app.delete(upload["mechanism"]["file_url"], headers=alice.headers, status=404)
+        assert_problem(response, 404, "url")
+
+
 @pytest.mark.local_storage
 def test_completing_before_the_last_append_fails_the_file(alice, session, wheel):
     upload = start(alice, session, wheel)
