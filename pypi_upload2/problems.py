@@ -93,3 +93,9 @@ class FilenameConflict(Conflict):
 
 class ServiceUnavailable(Problem):
     status = 503
+
+
+class InsufficientStorage(Problem):
+    """The storage refused a write: full, or over its quota (``services.cleanup.storage_full``)."""
+
+    status = 507

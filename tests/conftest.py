@@ -10,6 +10,7 @@ import json
 import os
 import re
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -267,3 +268,23 @@ def server(tmp_path, database_url, storage_dir, dbsession, server_options):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def gunicorn(ini, *options: str, port: int | None = None):
+    """gunicorn serving ``ini`` with ``options`` (workers, worker class, timeouts): unlike
+    waitress it hands the body to the app as it arrives."""
+    port = port or free_port()
+    proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "gunicorn"), "--paste", str(ini),
+                             "--bind", f"127.0.0.1:{port}", "--log-level", "warning", *options],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_for(f"http://127.0.0.1:{port}/simple/")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)  # gunicorn's quick shutdown
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from ..interfaces import IFileStorage
 from ..problems import ContentTooLarge
 from ..services import files
-from ..services.cleanup import purge_on_abort
+from ..services.cleanup import purge_on_abort, storage_full
 from ..services.streaming import TooLarge, copy_hashing
 from ..states import file_upload
 
@@ -27,7 +27,7 @@ def receive(request, file_session, body, content_length: int | None) -> None:
     if content_length is not None and content_length > declared:
         raise too_large
     try:
-        with request.find_service(IFileStorage).writer(file_session.blob_key) as fh:
+        with storage_full(), request.find_service(IFileStorage).writer(file_session.blob_key) as fh:
             size, digests = copy_hashing(body, fh, file_session.hashes, declared)
     except TooLarge:
         raise too_large

@@ -11,10 +11,12 @@ can take the next append; a row lock makes appends to one upload exclusive.
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 from ..interfaces import IFileStorage
 from ..services import files
+from ..services.cleanup import storage_full
 from ..services.digests import ResumableDigests
 from ..services.streaming import CHUNK
 
@@ -35,7 +37,8 @@ def append(request, upload, body: Body, limit: int, complete: bool) -> bool:
     path = request.find_service(IFileStorage).path(upload.blob_key)
     # Hashed as written, so that verification reads nothing back (services/digests.py).
     digests = ResumableDigests.start(upload.hashes) if current == 0 else ResumableDigests.resume(upload.digest_state)
-    written, overflow = _write(path, current, body, limit, digests)
+    with storage_full():
+        written, overflow = _write(path, current, body, limit, digests)
     if overflow:
         return False
     size = current + written
@@ -74,6 +77,16 @@ def _write(path: str, offset: int, body: Body, limit: int, digests: ResumableDig
     time, feeding ``digests`` what is written; return (bytes written, whether more than
     ``limit`` bytes came: none past it are)."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
+    try:
+        return _append(path, offset, body, limit, digests)
+    except BaseException:
+        # A failed append is not acknowledged: give back the room its bytes took (a full disk).
+        with contextlib.suppress(FileNotFoundError):
+            os.truncate(path, offset)
+        raise
+
+
+def _append(path: str, offset: int, body: Body, limit: int, digests: ResumableDigests | None) -> tuple[int, bool]:
     written, overflow = 0, False
     hashers = list(digests.hashers.values()) if digests else []
     with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT, 0o644), "wb") as fh:

@@ -17,7 +17,7 @@ from ..models import FileUploadSession, PublishingSession
 from ..problems import BadRequest, Conflict, ContentTooLarge, FileExists, SecondSdist, UnprocessableContent
 from ..states import FileStatus
 from . import loading
-from .cleanup import purge_after_commit
+from .cleanup import purge_after_commit, storage_full
 from .digests import ResumableDigests
 from .distributions import CoreMetadata, DistributionError, Limits, inspect_distribution, parse_filename
 from .publication import check_new_files_window
@@ -154,7 +154,7 @@ def inspect_stored(request, filename: str, blob_key: str, metadata_key: str) -> 
     limits = Limits(metadata=settings.max_metadata_size, members=settings.max_archive_members,
                     inflated=settings.max_inflated_size)
     metadata = inspect_distribution(storage.path(blob_key), parse_filename(filename), limits)
-    with storage.writer(metadata_key) as fh:
+    with storage_full("file"), storage.writer(metadata_key) as fh:
         fh.write(metadata.raw)
     return metadata
 
