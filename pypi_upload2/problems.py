@@ -57,6 +57,10 @@ class Conflict(Problem):
     status = 409
 
 
+class RequestTimeout(Problem):
+    status = 408
+
+
 class ContentTooLarge(Problem):
     status = 413
 

@@ -43,6 +43,9 @@ class Settings:
     sweep_interval: int = 60
     # The most bytes one append of the resumable mechanism may carry.
     max_append_size: int = 64 * MiB
+    # Seconds a request body may stall (no byte arriving) under gunicorn before the read
+    # fails; 0: wait for ever (views/stalls.py).
+    body_timeout: int = 60
     # ``celery.broker_url``: where tasks are sent; empty runs them in the web process
     # right after the request commits (eager), the embedded default.
     broker_url: str = ""

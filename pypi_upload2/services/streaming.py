@@ -12,6 +12,21 @@ class TooLarge(Exception):
     pass
 
 
+class Interrupted(Exception):
+    """The body stopped: the client went away, or sent nothing for ``upload2.body_timeout``."""
+
+    def __init__(self, cause: OSError):
+        super().__init__(str(cause))
+        self.timed_out = isinstance(cause, TimeoutError)
+
+
+def _read(source, size: int) -> bytes:
+    try:
+        return source.read(size)
+    except OSError as exc:  # webob's DisconnectionError included
+        raise Interrupted(exc) from exc
+
+
 def _update(hashers, chunk: bytes) -> None:
     for hasher in hashers:
         hasher.update(chunk)
@@ -19,7 +34,8 @@ def _update(hashers, chunk: bytes) -> None:
 
 def copy_hashing(source, target, algorithms, limit: int) -> tuple[int, dict[str, str]]:
     """Copy ``source`` to ``target`` (file objects); return (size, {algorithm: hexdigest}).
-    Raises TooLarge as soon as more than ``limit`` bytes arrive.
+    Raises TooLarge as soon as more than ``limit`` bytes arrive, Interrupted when the body
+    stops before its end.
 
     Each chunk is hashed on a second thread (hashlib releases the GIL) while the next one
     is read and written: on a free core hashing costs no wall time (benchmarks/upload.py
@@ -28,7 +44,7 @@ def copy_hashing(source, target, algorithms, limit: int) -> tuple[int, dict[str,
     size = 0
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="upload2-hash") as pool:
         hashing = None
-        while chunk := source.read(CHUNK):
+        while chunk := _read(source, CHUNK):
             size += len(chunk)
             if size > limit:
                 raise TooLarge(size)

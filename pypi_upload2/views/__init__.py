@@ -23,4 +23,5 @@ def includeme(config):
     config.scan(".resumable")
     config.scan(".stage")
     config.include(".errors")
+    config.include(".stalls")
     config.include(".legacy")  # the legacy upload route (upload2.legacy_path), and add_upload2_dispatch
