@@ -176,4 +176,5 @@ class ITaskQueue(Interface):
 
     def enqueue(name, *args):
         """Send task ``name`` with ``args`` once the request's transaction commits; nothing
-        is sent when it aborts."""
+        is sent when it aborts. Raises ``ServiceUnavailable`` (503) when the queue cannot take
+        work now, so that the request aborts with its state unchanged."""

@@ -57,6 +57,10 @@ class Conflict(Problem):
     status = 409
 
 
+class RequestTimeout(Problem):
+    status = 408
+
+
 class ContentTooLarge(Problem):
     status = 413
 
@@ -101,3 +105,9 @@ class FilenameConflict(Conflict):
 
 class ServiceUnavailable(Problem):
     status = 503
+
+
+class InsufficientStorage(Problem):
+    """The storage refused a write: full, or over its quota (``services.cleanup.storage_full``)."""
+
+    status = 507

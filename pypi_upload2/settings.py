@@ -47,6 +47,9 @@ class Settings:
     max_append_size: int = 64 * MiB
     # The most bytes of a 2.0 JSON request body (views/requests.py); they are a few hundred.
     max_json_body: int = 64 * 1024
+    # Seconds a request body may stall (no byte arriving) under gunicorn before the read
+    # fails; 0: wait for ever (views/stalls.py).
+    body_timeout: int = 60
     # ``celery.broker_url``: where tasks are sent; empty runs them in the web process
     # right after the request commits (eager), the embedded default.
     broker_url: str = ""

@@ -10,20 +10,26 @@ that enqueued it commits (eager): the embedded default of ``make serve``.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 
 import celery
 import celery.signals
+import kombu.exceptions
 import pyramid.paster
 import pyramid.scripting
 import transaction
 from zope.interface import implementer
 
 from .interfaces import ITaskQueue
+from .problems import ServiceUnavailable
 from .services import expiry, files, orphans, publication
 
 CONFIG_ENV = "UPLOAD2_CONFIG"
 QUEUE = "upload2"
+log = logging.getLogger(__name__)
+# Seconds a client is asked to wait when the broker is unreachable.
+BROKER_RETRY_AFTER = 10
 
 
 class RequestTask(celery.Task):
@@ -51,7 +57,12 @@ class RequestTask(celery.Task):
 
 @implementer(ITaskQueue)
 class CeleryTaskQueue:
-    """Tasks go to the broker from an after-commit hook of the request's transaction."""
+    """Tasks go to the broker from an after-commit hook of the request's transaction.
+
+    The broker is asked first: unreachable, the request fails (503) and its transaction
+    aborts, so no row says ``processing`` for work nobody was told about. A send that still
+    fails after the commit (the broker went away in between) is logged; the periodic
+    re-send of work ``processing`` past ``upload2.processing_deadline`` recovers it."""
 
     def __init__(self, app: celery.Celery, tm):
         self.app, self.tm = app, tm
@@ -62,13 +73,29 @@ class CeleryTaskQueue:
 
     def enqueue(self, name: str, *args) -> None:
         task = self.app.tasks[f"{__package__}.{name}"]
+        if not self.app.conf.task_always_eager:
+            self._check_broker()
         self.tm.get().addAfterCommitHook(_send, args=(task, args))
+
+    def _check_broker(self) -> None:
+        # A connection of its own: a pooled one would not notice a broker gone since its last use.
+        try:
+            with self.app.connection_for_write() as connection:
+                connection.ensure_connection(max_retries=0)
+        except (kombu.exceptions.OperationalError, OSError) as exc:
+            log.warning("task broker unreachable: %s", exc)
+            raise ServiceUnavailable(
+                "Task queue unavailable", "The server cannot take deferred work right now; nothing was "
+                "changed. Retry the request later.", headers={"Retry-After": str(BROKER_RETRY_AFTER)}) from exc
 
 
 def _send(committed: bool, task, args) -> None:
     # Eager mode runs the task right here, after the commit, in a transaction of its own.
     if committed:
-        task.apply_async(args)
+        try:
+            task.apply_async(args)
+        except kombu.exceptions.OperationalError:
+            log.exception("could not send %s%r; the re-send sweep will", task.name, tuple(args))
 
 
 # -- the tasks -------------------------------------------------------------------------------

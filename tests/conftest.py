@@ -352,3 +352,18 @@ def server(tmp_path, database_url, storage_dir, storage_settings, dbsession, ser
     with running([os.path.join(os.path.dirname(sys.executable), "pserve"), str(ini)], base + "/simple/",
                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):
         yield base
+
+
+@contextlib.contextmanager
+def gunicorn(ini, *options: str, port: int | None = None):
+    """gunicorn serving ``ini`` with ``options`` (workers, worker class, timeouts): unlike
+    waitress it hands the body to the app as it arrives."""
+    port = port or free_port()
+    proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "gunicorn"), "--paste", str(ini),
+                             "--bind", f"127.0.0.1:{port}", "--log-level", "warning", *options],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_for(f"http://127.0.0.1:{port}/simple/")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_group(proc, timeout=10)

@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 from ..interfaces import IFileStorage
-from ..problems import ContentTooLarge
+from ..problems import BadRequest, ContentTooLarge, RequestTimeout
 from ..services import files
-from ..services.cleanup import purge_on_abort
-from ..services.streaming import TooLarge, copy_hashing
+from ..services.cleanup import purge_on_abort, storage_full
+from ..services.streaming import Interrupted, TooLarge, copy_hashing
 from ..states import file_upload
 
 IDENTIFIER = "http-post-bytes"
@@ -27,10 +27,13 @@ def receive(request, file_session, body, content_length: int | None) -> None:
     if content_length is not None and content_length > declared:
         raise too_large
     try:
-        with request.find_service(IFileStorage).writer(file_session.blob_key) as fh:
+        with storage_full(), request.find_service(IFileStorage).writer(file_session.blob_key) as fh:
             size, digests = copy_hashing(body, fh, file_session.hashes, declared)
     except TooLarge:
         raise too_large
+    except Interrupted as exc:  # nothing of it is kept: the client sends the file again
+        raise (RequestTimeout("Body timed out", "No bytes of the body arrived for too long.", source="body")
+               if exc.timed_out else BadRequest("Incomplete body", "The body ended before its end.", source="body"))
     purge_on_abort(request, [file_session.blob_key])
     files.record_received(file_session, size, hashes=digests, whole=True)
 

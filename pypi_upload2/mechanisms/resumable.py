@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from ..interfaces import IFileStorage
 from ..services import files
+from ..services.cleanup import storage_full
 from ..services.digests import ResumableDigests
 from ..services.streaming import CHUNK
 
@@ -44,7 +45,7 @@ def append(request, upload, body: Body, limit: int, complete: bool) -> str | Non
     # Hashed as written, so that verification reads nothing back (services/digests.py).
     digests = ResumableDigests.start(upload.hashes) if current == 0 else ResumableDigests.resume(upload.digest_state)
     try:
-        with storage.appender(upload.blob_key, current) as fh:
+        with storage_full(), storage.appender(upload.blob_key, current) as fh:
             written = _write(fh, body, limit, digests)
             # An object store assembles parts of a minimum size only, all but the last.
             if 0 < written < storage.min_part_size and current + written != upload.size:

@@ -1,8 +1,29 @@
-"""Storage side effects that must follow the database transaction's outcome."""
+"""Storage side effects that must follow the database transaction's outcome, and a full
+storage turned into a problem."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
+
 from ..interfaces import IFileStorage
+from ..problems import InsufficientStorage
+
+FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+@contextlib.contextmanager
+def storage_full(source: str = "body"):
+    """Refuse (507) a write that found the storage full. The writer removes what it wrote
+    (a temporary file, an append cut back to its offset) and the request's transaction
+    aborts, so nothing of the upload is kept."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in FULL:
+            raise
+        raise InsufficientStorage("Insufficient storage", "The server has no room to store this file now; "
+                                  "nothing of it was kept. Try again later.", source=source) from exc
 
 
 def purge_after_commit(request, keys) -> None:

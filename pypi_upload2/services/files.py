@@ -18,7 +18,7 @@ from ..problems import BadRequest, Conflict, ContentTooLarge, FileExists, Second
 from ..states import FileStatus
 from ..storage import StorageError
 from . import loading
-from .cleanup import purge_after_commit
+from .cleanup import purge_after_commit, storage_full
 from .digests import ResumableDigests
 from .distributions import CoreMetadata, DistributionError, Limits, inspect_distribution, parse_filename
 from .publication import check_new_files_window
@@ -156,7 +156,7 @@ def inspect_stored(request, filename: str, blob_key: str, metadata_key: str) -> 
                     inflated=settings.max_inflated_size)
     with storage.open(blob_key) as fh:
         metadata = inspect_distribution(fh, parse_filename(filename), limits)
-    with storage.writer(metadata_key) as fh:
+    with storage_full("file"), storage.writer(metadata_key) as fh:
         fh.write(metadata.raw)
     return metadata
 

@@ -23,7 +23,7 @@ from ..problems import (BadRequest, Conflict, ContentTooLarge, FileExists, Filen
                         UnprocessableContent)
 from ..states import FileStatus
 from . import files, formdata, loading, publication, publishing
-from .cleanup import purge_after_commit, purge_on_abort
+from .cleanup import purge_after_commit, purge_on_abort, storage_full
 from .distributions import Distribution, DistributionError, parse_filename
 from .versions import canonical_version, parse_name_version
 
@@ -103,7 +103,7 @@ def _store(request, storage, key: str, part: formdata.Part, fields: dict) -> tup
     limit = request.registry["upload2.settings"].max_file_size
     hashers = {field: new() for field, (_, new) in DIGESTS.items() if field == "sha256_digest" or fields.get(field)}
     size = 0
-    with storage.writer(key) as fh:
+    with storage_full("content"), storage.writer(key) as fh:
         for chunk in part.chunks():
             size += len(chunk)
             if size > limit:

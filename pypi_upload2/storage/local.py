@@ -76,13 +76,20 @@ class LocalFileStorage:
     def appender(self, key: str, offset: int):
         # In place: the file is the parts so far, and bytes past the offset were never
         # acknowledged (their append did not commit).
-        with os.fdopen(os.open(self._parent(key), os.O_WRONLY | os.O_CREAT, 0o644), "wb") as fh:
-            fh.truncate(offset)
-            fh.seek(offset)
-            yield _WriteBack(fh, offset)
-            # The offset is acknowledged only once the bytes are on disk.
-            fh.flush()
-            os.fsync(fh.fileno())
+        path = self._parent(key)
+        try:
+            with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT, 0o644), "wb") as fh:
+                fh.truncate(offset)
+                fh.seek(offset)
+                yield _WriteBack(fh, offset)
+                # The offset is acknowledged only once the bytes are on disk.
+                fh.flush()
+                os.fsync(fh.fileno())
+        except BaseException:
+            # A failed append is not acknowledged: give back the room its bytes took (a full disk).
+            with contextlib.suppress(FileNotFoundError):
+                os.truncate(path, offset)
+            raise
 
     def assemble(self, key: str, size: int) -> None:
         if (self.size(key) or 0) > size:

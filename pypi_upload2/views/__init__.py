@@ -28,4 +28,5 @@ def includeme(config):
     config.scan(".review")
     config.include(".openapi")  # <root>openapi.json
     config.include(".errors")
+    config.include(".stalls")
     config.include(".legacy")  # the legacy upload route (upload2.legacy_path), and add_upload2_dispatch

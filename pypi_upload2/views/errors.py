@@ -7,8 +7,9 @@ import logging
 
 from pyramid.exceptions import URLDecodeError
 from pyramid.response import Response
+from sqlalchemy.exc import DBAPIError
 
-from ..problems import BadRequest, InternalServerError, NotFound, Problem
+from ..problems import BadRequest, InternalServerError, NotFound, Problem, ServiceUnavailable
 
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
@@ -57,6 +58,17 @@ def server_error(exc, request):
                                                 "The server failed to handle this request."))
 
 
+def database_error(exc, request):
+    # A connection the database dropped (restarted, terminated) is transient: the
+    # transaction rolled back with it, so the client may simply retry.
+    if not exc.connection_invalidated:
+        return server_error(exc, request)
+    log.warning("database connection lost in %s %s: %s", request.method, request.path, exc.orig)
+    return problem_response(ServiceUnavailable(
+        "Database unavailable", "The server lost its database connection; nothing was changed. Retry the request.",
+        headers={"Retry-After": "1"}))
+
+
 def includeme(config):
     config.add_exception_view(problem_view, context=Problem)
     # Only URLs under the API root answer in problem+json; the host keeps its own pages.
@@ -65,3 +77,4 @@ def includeme(config):
     config.add_notfound_view(not_found, upload2_under_root=root)
     config.add_exception_view(bad_url, context=URLDecodeError, upload2_under_root=root)
     config.add_exception_view(server_error, context=Exception, upload2_under_root=root)
+    config.add_exception_view(database_error, context=DBAPIError, upload2_under_root=root)

@@ -166,6 +166,13 @@ def send_rest(client, upload, data: bytes, chunk: int) -> None:
         assert response.status_code in (204, 409), response.text
 
 
+def half_of_second_append(base, token, upload, data: bytes) -> socket.socket:
+    """A second 1 MiB append whose body stops halfway, its connection left open."""
+    return raw_patch_start(base, upload["mechanism"]["file_url"].removeprefix(base), {
+        **basic(token), "Content-Type": PARTIAL, "Upload-Offset": str(MiB), "Upload-Complete": "?0"},
+        data[MiB:MiB + MiB // 2], MiB)
+
+
 def test_resumable_upload_interrupted_resumed_verified_then_deferred_publish(worker, base, client, token,
                                                                            dist_dir):
     wheel = build_wheel(dist_dir, "foo", "1.0", padding=3 * MiB)
@@ -174,9 +181,7 @@ def test_resumable_upload_interrupted_resumed_verified_then_deferred_publish(wor
     upload = start_resumable(client, session, wheel)
     assert append(client, upload, data[:MiB], 0, False).status_code == 204
     # The second chunk breaks off halfway: the client's side of the connection ends mid-body.
-    sock = raw_patch_start(base, upload["mechanism"]["file_url"].removeprefix(base), {
-        **basic(token), "Content-Type": PARTIAL, "Upload-Offset": str(MiB), "Upload-Complete": "?0"},
-        data[MiB:MiB + MiB // 2], MiB)
+    sock = half_of_second_append(base, token, upload, data)
     sock.shutdown(socket.SHUT_WR)
     read_response(sock)
     sock.close()

@@ -7,10 +7,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import os
 import socket
-import subprocess
-import sys
 import time
 import tracemalloc
 
@@ -23,7 +20,8 @@ from pypi_upload2.mechanisms.resumable import IDENTIFIER
 from pypi_upload2.models import FileUploadSession
 from pypi_upload2.builtin.models import Role, User
 from pypi_upload2 import main
-from tests.conftest import Uploader, assert_problem, basic, build_wheel, free_port, stop_group, wait_for
+from tests.conftest import Uploader, assert_problem, basic, build_wheel, free_port
+from tests.conftest import gunicorn as serve_gunicorn
 
 PARTIAL = "application/partial-upload"
 MISMATCHING_OFFSET = "https://iana.org/assignments/http-problem-types#mismatching-upload-offset"
@@ -392,19 +390,9 @@ def test_an_append_holds_one_chunk_in_memory_not_the_file(alice, session, dist_d
 
 # -- two appends at once, through a real server that streams request bodies (gunicorn) --------
 
-@contextlib.contextmanager
 def gunicorn(ini, port: int, workers: int = 2):
-    """gunicorn serving ``ini`` on ``port``: unlike waitress it hands the body to the app as it
-    arrives, so an append is in progress while its bytes are."""
-    bindir = os.path.dirname(sys.executable)
-    proc = subprocess.Popen([os.path.join(bindir, "gunicorn"), "--paste", str(ini), "--bind", f"127.0.0.1:{port}",
-                             "--workers", str(workers), "--timeout", "120", "--log-level", "warning"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        wait_for(f"http://127.0.0.1:{port}/simple/")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop_group(proc, timeout=10)
+    """gunicorn serving ``ini`` on ``port``: an append is in progress while its bytes arrive."""
+    return serve_gunicorn(ini, "--workers", str(workers), "--timeout", "120", port=port)
 
 
 def raw_patch_start(base: str, path: str, headers: dict, body: bytes, announced: int) -> socket.socket:
