@@ -46,14 +46,19 @@ def project(request, session: PublishingSession):
     return request.find_service(IProjects).find(request, session.normalized_name)
 
 
-def authorize(request, who, session: PublishingSession):
-    """The PEP's per-request check: the caller may upload to the session's project now (a
-    reserved name's session: the principal that created it). Returns the host's project."""
+def may_upload(request, who, session: PublishingSession):
+    """Whether ``who`` may upload to the session's project now (a reserved name's session:
+    the principal that created it), and the host's project."""
     found = project(request, session)
     if found is None:
-        allowed = session.created_by == principal_key(request, who)
-    else:
-        allowed = request.find_service(IAuthorization).may_upload(request, who, found)
+        return session.created_by == principal_key(request, who), found
+    return request.find_service(IAuthorization).may_upload(request, who, found), found
+
+
+def authorize(request, who, session: PublishingSession):
+    """The PEP's per-request check (``may_upload``), refused with 403. Returns the host's
+    project."""
+    allowed, found = may_upload(request, who, session)
     logs.note(request, project=session.normalized_name, session=session.id)
     if not allowed:
         raise Forbidden("Not allowed", f"You may not upload to {session.name!r}.", source="authorization")
@@ -68,8 +73,18 @@ def _by_token(token: str):
 def publishing_session(request, *, lock: bool = False) -> PublishingSession:
     """The session the URL's token names, after authorizing the caller; ``lock`` holds its
     row for the rest of the transaction."""
-    who = principal(request)
-    query = _by_token(request.matchdict["token"])
+    return _authorized(request, principal(request), _by_token(request.matchdict["token"]), lock)
+
+
+def session_by_id(request, who, session_id: int | None, *, lock: bool = False) -> PublishingSession:
+    """The web pages' way in: a session by its id for a signed-in ``who``, authorized as
+    the API authorizes a token's caller."""
+    query = sa.select(PublishingSession).where(
+        PublishingSession.id == session_id if session_id is not None else sa.false())
+    return _authorized(request, who, query, lock)
+
+
+def _authorized(request, who, query, lock: bool) -> PublishingSession:
     if lock:
         query = query.with_for_update()
     session = request.db.scalar(query)
@@ -88,11 +103,13 @@ def _file_query(request, session: PublishingSession, mechanism: str | None):
 
 
 def file_session(request, *, lock: str | None = None, lock_session: bool = False,
-                 mechanism: str | None = None) -> FileUploadSession:
+                 mechanism: str | None = None, session: PublishingSession | None = None) -> FileUploadSession:
     """The file the URL names in its session. ``lock``: "update" waits for the row, "nowait"
     fails at once with 409 while another request holds it (two appends never interleave),
-    "read" waits for a writer in flight. ``mechanism``: only a file uploaded with it."""
-    session = publishing_session(request, lock=lock_session)
+    "read" waits for a writer in flight. ``mechanism``: only a file uploaded with it.
+    ``session``: one the caller already loaded and authorized (and locked, if it wanted)."""
+    if session is None:
+        session = publishing_session(request, lock=lock_session)
     query = _file_query(request, session, mechanism)
     if lock == "update":
         query = query.with_for_update()
