@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from tests.conftest import Uploader, build_wheel
@@ -94,3 +98,18 @@ def test_delete_a_file_behind_a_confirmation(webapp, staged):
     confirm = webapp.get(page.html.find("a", attrs={"aria-label": "Delete foo-1.0-py3-none-any.whl"})["href"])
     assert "Deleted foo-1.0-py3-none-any.whl" in confirm.forms["confirm"].submit(status=303).follow().text
     assert alice.get(session["links"]["session"]).json["files"] == {}
+
+
+def test_user_passwd_reads_stdin_and_lifts_a_lockout(webapp, staged, database_url, tmp_path):
+    ini = tmp_path / "cli.ini"
+    ini.write_text(f"[app:main]\nuse = egg:pypi-upload2\nsqlalchemy.url = {database_url}\n")
+    for _ in range(5):
+        sign_in(webapp, "alice", "wrong password", status=400)
+    sign_in(webapp, "alice", status=429)
+    cli = [os.path.join(os.path.dirname(sys.executable), "pypi-upload2"), "-c", str(ini), "user", "passwd", "alice"]
+    short = subprocess.run(cli, input="short\n", capture_output=True, text=True)
+    assert short.returncode == 1 and "at least 8 characters" in short.stderr
+    done = subprocess.run(cli, input="a new password\n", capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    sign_in(webapp, "alice", "a new password")
+    assert "Your publishing sessions" in webapp.get("/manage/sessions/").text
