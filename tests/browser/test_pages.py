@@ -80,6 +80,15 @@ def test_a_maintainer_stages_tries_and_publishes_in_the_browser(web_server, brow
     venv = Venv(tmp_path / "venv")
     venv.pip(*command.split()[1:], "--no-cache-dir")
 
+    # Delete the file behind its confirmation page, then replace it through the API.
+    page.get_by_role("link", name="Delete foo-1.0-py3-none-any.whl").click()
+    page.locator("#confirm").get_by_role("button", name="Delete file").click()
+    assert "Deleted foo-1.0-py3-none-any.whl." in page.content() and "No files yet." in page.content()
+    (dist_dir / "again").mkdir()
+    api.upload(session, build_wheel(dist_dir / "again", "foo", "1.0"))
+    page.reload()
+    assert "completed" in page.locator("table").inner_text()
+
     page.get_by_role("link", name="Publish…").click()
     shoot(page, "confirm")
     page.locator("#confirm").get_by_role("button", name="Publish").click()
