@@ -91,10 +91,15 @@ def main(global_config, **settings):
         # As the host, answer a path that does not decode (``/simple/%ff/``) with 400, not 500;
         # under the API root the plugin answers it with a problem.
         config.add_exception_view(_undecodable_url, context=URLDecodeError)
-        # A front page where the built-in index serves its simple index (a host has its own).
-        if settings.get("upload2.index", "builtin").strip() == "builtin" and config.registry[
-                "upload2.settings"].simple_index:
-            from .builtin.views import add_home
+        # The built-in index's web pages (upload2.web), else a plain front page where it
+        # serves its simple index (a host has its own).
+        if settings.get("upload2.index", "builtin").strip() == "builtin":
+            from .builtin.web.settings import enabled
 
-            add_home(config)
+            if enabled(settings):
+                config.include("pypi_upload2.builtin.web")
+            elif config.registry["upload2.settings"].simple_index:
+                from .builtin.views import add_home
+
+                add_home(config)
     return config.make_wsgi_app()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import configparser
 import datetime
+import getpass
 import os
 import sys
 from importlib import resources
@@ -24,6 +25,7 @@ from pyramid.paster import get_appsettings, setup_logging
 from . import db
 from .logs import audit_log
 from .builtin.auth import new_token
+from .builtin import passwords
 from .builtin.models import ApiToken, Project, Release, Role, User
 from .models import PublishingSession
 from .states import LIVE_PUBLISHING
@@ -128,6 +130,29 @@ def user_list(session, args) -> None:
             for u, n, r in session.execute(sa.select(User, tokens, roles).order_by(User.username))])
 
 
+def read_password() -> str:
+    """The new password: the first line of stdin when it is not a terminal (scripts), else
+    typed twice without echo."""
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("New password: ")
+    if getpass.getpass("Repeat it: ") != first:
+        raise Failure("the passwords differ; nothing changed")
+    return first
+
+
+def user_passwd(session, args) -> None:
+    user = _user(session, args.name)
+    try:
+        user.password_hash = passwords.make_hash(read_password())
+    except ValueError as exc:
+        raise Failure(f"{exc}; nothing changed")
+    # A new password lifts a lockout.
+    user.failed_logins, user.locked_until = 0, None
+    print(f"set the password of {user.username}")
+    audit_log.info("set the password of %s", user.username)
+
+
 def token_add(session, args) -> None:
     user = _user(session, args.user)
     print(new_token(session, user, args.description, _expiry(args.expires_in), may_publish=not args.stage_only))
@@ -230,7 +255,7 @@ def load_settings(path: str) -> dict:
     return settings
 
 
-COMMANDS = {"user_add": user_add, "user_list": user_list, "token_add": token_add, "token_list": token_list,
+COMMANDS = {"user_add": user_add, "user_list": user_list, "user_passwd": user_passwd, "token_add": token_add, "token_list": token_list,
             "token_revoke": token_revoke, "project_grant": project_grant, "project_revoke": project_revoke,
             "project_list": project_list, "session_list": session_list}
 

@@ -1,4 +1,4 @@
-"""``pypi-upload2 [-c CONFIG] db upgrade|current|downgrade | user add|list | token add|list|revoke |
+"""``pypi-upload2 [-c CONFIG] db upgrade|current|downgrade | user add|list|passwd | token add|list|revoke |
 project grant|revoke|list | session list``, and the release client, which needs no CONFIG:
 ``pypi-upload2 upload | session status|publish|cancel|extend``."""
 
@@ -29,6 +29,10 @@ def parser() -> argparse.ArgumentParser:
     _token_options(add)
     add.set_defaults(admin="user_add")
     users.add_parser("list", help="users, their tokens and projects").set_defaults(admin="user_list")
+    passwd = users.add_parser("passwd", help="set the password a user signs in to the web pages with "
+                              "(read from stdin when it is not a terminal)")
+    passwd.add_argument("name")
+    passwd.set_defaults(admin="user_passwd")
     tokens = commands.add_parser("token", help="API tokens").add_subparsers(dest="action", required=True)
     add = tokens.add_parser("add", help="print a new API token for an existing user")
     add.add_argument("user")

@@ -18,6 +18,11 @@ class User(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(sa.String(100), unique=True)
     created: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The web pages' sign-in (None: the user signs in nowhere, only uses API tokens), and the
+    # consecutive failures that lock it until ``locked_until`` (builtin/web/signin.py).
+    password_hash: Mapped[str | None] = mapped_column(sa.String(200))
+    failed_logins: Mapped[int] = mapped_column(default=0, server_default="0")
+    locked_until: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime)
 
     tokens: Mapped[list[ApiToken]] = relationship(back_populates="user", cascade="all, delete-orphan")
 

@@ -48,14 +48,19 @@ def project(request, session: PublishingSession):
     return request.find_service(IProjects, context=None).find(request, session.normalized_name)
 
 
-def authorize(request, who, session: PublishingSession):
-    """The PEP's per-request check: the caller may upload to the session's project now (a
-    reserved name's session: the principal that created it). Returns the host's project."""
+def may_upload(request, who, session: PublishingSession):
+    """Whether ``who`` may upload to the session's project now (a reserved name's session:
+    the principal that created it), and the host's project."""
     found = project(request, session)
     if found is None:
-        allowed = session.created_by == principal_key(request, who)
-    else:
-        allowed = request.find_service(IAuthorization, context=None).may_upload(request, who, found)
+        return session.created_by == principal_key(request, who), found
+    return request.find_service(IAuthorization, context=None).may_upload(request, who, found), found
+
+
+def authorize(request, who, session: PublishingSession):
+    """The PEP's per-request check (``may_upload``), refused with 403. Returns the host's
+    project."""
+    allowed, found = may_upload(request, who, session)
     logs.note(request, project=session.normalized_name, session=session.id)
     if not allowed:
         raise Forbidden("Not allowed", f"You may not upload to {session.name!r}.", source="authorization")
@@ -66,6 +71,8 @@ def authorize(request, who, session: PublishingSession):
 # Built once: every request runs them, and a statement object keeps its compiled cache key.
 BY_TOKEN = sa.select(PublishingSession).where(PublishingSession.token_digest == sa.bindparam("digest"))
 BY_TOKEN_LOCKED = BY_TOKEN.with_for_update()
+BY_ID = sa.select(PublishingSession).where(PublishingSession.id == sa.bindparam("id"))
+BY_ID_LOCKED = BY_ID.with_for_update()
 FILE_LOCKS = {None: None, "update": {}, "nowait": {"nowait": True}, "read": {"read": True}}
 
 
@@ -87,7 +94,17 @@ def publishing_session(request, *, lock: bool = False) -> PublishingSession:
     """The session the URL's token names, after authorizing the caller; ``lock`` holds its
     row for the rest of the transaction."""
     who = principal(request)
-    session = _by_token(request, lock=lock)
+    return _authorized(request, who, _by_token(request, lock=lock))
+
+
+def session_by_id(request, who, session_id: int | None, *, lock: bool = False) -> PublishingSession:
+    """The web pages' way in: a session by its id for a signed-in ``who``, authorized as
+    the API authorizes a token's caller."""
+    session = None if session_id is None else request.db.scalar(BY_ID_LOCKED if lock else BY_ID, {"id": session_id})
+    return _authorized(request, who, session)
+
+
+def _authorized(request, who, session: PublishingSession | None) -> PublishingSession:
     if session is None:
         raise NotFound("No such session", "There is no publishing session at this URL.", source="url")
     authorize(request, who, session)
@@ -101,11 +118,13 @@ def _file_query(request, session: PublishingSession, mechanism: str | None, lock
 
 
 def file_session(request, *, lock: str | None = None, lock_session: bool = False,
-                 mechanism: str | None = None) -> FileUploadSession:
+                 mechanism: str | None = None, session: PublishingSession | None = None) -> FileUploadSession:
     """The file the URL names in its session. ``lock``: "update" waits for the row, "nowait"
     fails at once with 409 while another request holds it (two appends never interleave),
-    "read" waits for a writer in flight. ``mechanism``: only a file uploaded with it."""
-    session = publishing_session(request, lock=lock_session)
+    "read" waits for a writer in flight. ``mechanism``: only a file uploaded with it.
+    ``session``: one the caller already loaded and authorized (and locked, if it wanted)."""
+    if session is None:
+        session = publishing_session(request, lock=lock_session)
     query, params = _file_query(request, session, mechanism, lock)
     try:
         found = request.db.scalar(query, params)
