@@ -52,6 +52,7 @@ def includeme(config):
         engine = db.make_engine(raw["sqlalchemy.url"], here=raw.get("upload2.here"))
         config.registry["upload2.engine"] = engine
         config.registry["upload2.dbsession_factory"] = db.session_factory(engine)
+        config.registry["upload2.read_only_engine"] = db.read_only(engine)
         config.add_request_method(db.request_db, "db", reify=True)
 
     for iface, (key, default) in BACKENDS.items():

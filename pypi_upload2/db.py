@@ -128,9 +128,22 @@ for _name, _listener in {
     event.listen(_RequestSession, _name, _listener)
 
 
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def read_only(engine: sa.engine.Engine, read_only: bool = True) -> sa.engine.Engine:
+    """The engine for requests of a safe method: on SQLite their transactions take no lock
+    (``read_only=False``: the engine again, for a write such a request makes on its own)."""
+    from .sqlite import READ_ONLY
+
+    return engine.execution_options(**{READ_ONLY: read_only})
+
+
 def request_db(request) -> Session:
     """One ORM session per request, committed or aborted by pyramid_tm."""
     options = request.registry["upload2.dbsession_factory"].kw
+    if request.method in SAFE_METHODS:
+        options = {**options, "bind": request.registry["upload2.read_only_engine"]}
     return _RequestSession(**{**options, "info": {TRANSACTION_MANAGER: request.tm}})
 
 

@@ -1,7 +1,10 @@
 """The embedded default's SQLite engine: WAL, writers queued in order, commits durable.
 
-Every request's transaction begins with ``BEGIN IMMEDIATE`` (it takes the write lock), so
-writers queue instead of failing when a read turns into a write. SQLite's own queue is its
+Every transaction that may write begins with ``BEGIN IMMEDIATE`` (it takes the write lock),
+so writers queue instead of failing when a read turns into a write. Reads (a safe method's
+request: ``READ_ONLY``) begin a deferred transaction, a snapshot of the last commit that
+takes no lock: they are served while a writer holds the lock, e.g. an upload whose client
+stalls mid-body (for up to ``upload2.body_timeout``). SQLite's own queue is its
 busy handler: a waiter sleeps and retries, up to 100 ms at a time, and under load may lose
 the race again and again (seconds of tail latency, at last "database is locked"). Writers of
 one process therefore queue on a lock first, and the one writer of each process at the
@@ -25,6 +28,9 @@ import sqlalchemy as sa
 from sqlalchemy import event
 
 BUSY_TIMEOUT_S = 30
+# The execution option of a connection whose transactions only read.
+READ_ONLY = "upload2_read_only"
+
 
 class WriterQueue:
     """This process's writers of one database: a thread lock, then the file lock."""
@@ -68,6 +74,13 @@ class QueuedConnection(sqlite3.Connection):
 
     writer: WriterQueue | None = None
     holding = False
+    reading = False
+
+    def begin_deferred(self) -> None:
+        # query_only: a write in a read's transaction fails loudly instead of racing writers.
+        self.execute("PRAGMA query_only=ON")
+        self.reading = True
+        self.execute("BEGIN")
 
     def begin_immediate(self) -> None:
         if not self.writer.acquire():
@@ -80,6 +93,9 @@ class QueuedConnection(sqlite3.Connection):
             raise
 
     def _release(self) -> None:
+        if self.reading:
+            self.reading = False
+            self.execute("PRAGMA query_only=OFF")
         if self.holding:
             self.holding = False
             self.writer.release()
@@ -122,6 +138,10 @@ def make_engine(url: sa.engine.URL) -> sa.engine.Engine:
 
     @event.listens_for(engine, "begin")
     def _begin(connection):
-        connection.connection.dbapi_connection.begin_immediate()
+        dbapi_connection = connection.connection.dbapi_connection
+        if connection.get_execution_options().get(READ_ONLY):
+            dbapi_connection.begin_deferred()
+        else:
+            dbapi_connection.begin_immediate()
 
     return engine

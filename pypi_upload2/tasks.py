@@ -48,6 +48,8 @@ class RequestTask(celery.Task):
     def __call__(self, *args, **kwargs):
         env = pyramid.scripting.prepare(registry=self.app.upload2_registry)
         request = env["request"]
+        # Not a safe method's: a task writes, and its transactions queue for the write lock (db.py).
+        request.method = "POST"
         request.tm = transaction.TransactionManager(explicit=True)
         try:
             return self.run(request, *args, **kwargs)

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy import orm
 from zope.interface import implementer
 
-from ..db import parse_id, utcnow
+from ..db import parse_id, read_only, utcnow
 from ..interfaces import IAuthentication, IAuthorization, IPublishApproval
 from ..services.auth import basic_credentials, secret_digest
 from .models import ApiToken, Role, User
@@ -39,7 +39,7 @@ def _record_use(engine, token_id: int, now: datetime.datetime) -> None:
     """Stamp ``last_used`` in a transaction of its own once the request's has ended: the
     request never holds the token's row (concurrent uploads with one token would queue on
     it), and on SQLite never waits for its own write lock."""
-    with engine.begin() as conn:
+    with read_only(engine, False).begin() as conn:
         conn.execute(sa.update(ApiToken).where(
             ApiToken.id == token_id,
             sa.or_(ApiToken.last_used.is_(None), ApiToken.last_used < now - LAST_USED_RESOLUTION))

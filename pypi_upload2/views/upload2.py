@@ -207,6 +207,8 @@ ALLOWED_METHODS = {
     "upload2.session": "GET, HEAD, DELETE",
     "upload2.file": "GET, HEAD, DELETE",
     "upload2.file.bytes": "POST",
-    **dict.fromkeys(["upload2.publish", "upload2.extend", "upload2.upload", "upload2.file.complete",
-                     "upload2.file.extend"], "POST"),
+    "upload2.preflight": "GET, HEAD",
+    "upload2.diff": "GET, HEAD",
+    **dict.fromkeys(["upload2.publish", "upload2.extend", "upload2.unschedule", "upload2.upload",
+                     "upload2.file.complete", "upload2.file.extend"], "POST"),
 }

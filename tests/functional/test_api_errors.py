@@ -41,6 +41,10 @@ def urls(session, file) -> dict[str, str]:
         "complete": file["links"]["complete"],
         "file-extend": file["links"]["extend"],
         "file_url": file["mechanism"]["file_url"],
+        "vnd-upload2-preflight": session["links"]["vnd-upload2-preflight"],
+        "vnd-upload2-diff": session["links"]["vnd-upload2-diff"],
+        # Linked only while a publish is scheduled; the route is there all along.
+        "vnd-upload2-unschedule": session["links"]["session"] + "unschedule",
     }
 
 
@@ -97,13 +101,16 @@ ALLOWED = {
     "complete": {"POST"},
     "file-extend": {"POST"},
     "file_url": {"POST"},
+    "vnd-upload2-preflight": {"GET", "HEAD"},
+    "vnd-upload2-diff": {"GET", "HEAD"},
+    "vnd-upload2-unschedule": {"POST"},
 }
 
 
 @pytest.mark.parametrize("link", list(ALLOWED))
 def test_a_wrong_method_is_405_with_allow(testapp, alice, session, file, link):
     url = urls(session, file)[link]
-    for method in sorted({"GET", "POST", "PUT", "PATCH", "DELETE"} - ALLOWED[link]):
+    for method in sorted({"GET", "POST", "PUT", "PATCH", "DELETE", "TRACE"} - ALLOWED[link]):
         response = testapp.request(url, method=method, headers=alice.headers, status=405)
         assert_problem(response, 405, "method")
         assert set(response.headers["Allow"].split(", ")) == ALLOWED[link]
@@ -236,7 +243,8 @@ def test_missing_or_invalid_credentials_are_401_with_a_basic_challenge(
         testapp, make_user, session, file, case):
     headers = bad_credentials(make_user("alice"))[case]
     for link, url in urls(session, file).items():
-        method = "GET" if link in ("session", "file-upload-session") else "POST"
+        method = "GET" if link in ("session", "file-upload-session", "vnd-upload2-preflight",
+                                   "vnd-upload2-diff") else "POST"
         content_type = "application/octet-stream" if link == "file_url" else CT
         body = b"" if method == "GET" else json.dumps({"meta": META, **valid_body(link)}).encode()
         response = testapp.request(url, method=method, body=body, status=401,
