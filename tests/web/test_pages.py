@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import subprocess
 import sys
 
 import pytest
+import time_machine
 
 from tests.conftest import Uploader, build_wheel
 from .conftest import sign_in
@@ -113,3 +115,56 @@ def test_user_passwd_reads_stdin_and_lifts_a_lockout(webapp, staged, database_ur
     assert done.returncode == 0, done.stderr
     sign_in(webapp, "alice", "a new password")
     assert "Your publishing sessions" in webapp.get("/manage/sessions/").text
+
+
+def test_cancel_behind_a_confirmation_ends_the_session(webapp, staged):
+    alice, session = staged
+    sign_in(webapp, "alice")
+    page = webapp.get("/manage/sessions/").click("foo 1.0").click("Cancel…")
+    assert "Back, changing nothing" in page.text
+    listing = page.forms["confirm"].submit(status=303).follow()
+    assert "Canceled foo 1.0." in listing.text and "foo 1.0</a>" not in listing.text
+    assert alice.get(session["links"]["session"]).json["status"] == "canceled"
+
+
+def test_extend_behind_a_confirmation_moves_the_expiry(webapp, staged):
+    alice, session = staged
+    sign_in(webapp, "alice")
+    form = webapp.get("/manage/sessions/").click("foo 1.0").click("Extend…").forms["confirm"]
+    form["extend-for"] = str(30 * 86400)  # from now: 23 days past the default lifetime of 7
+    page = form.submit(status=303).follow()
+    expires_at = alice.get(session["links"]["session"]).json["expires-at"]
+    when = datetime.datetime.fromisoformat(expires_at)
+    assert when > datetime.datetime.fromisoformat(session["expires-at"]) + datetime.timedelta(days=22)
+    assert f"foo 1.0 now expires at {when:%Y-%m-%d %H:%M} UTC." in page.text
+
+
+def test_an_extension_the_api_refuses_is_refused_on_the_page_too(webapp, staged):
+    alice, session = staged
+    sign_in(webapp, "alice")
+    form = webapp.get("/manage/sessions/").click("foo 1.0").click("Extend…").forms["confirm"]
+    token = form["csrf_token"].value
+    url = form.action
+    refused = webapp.post(url, {"csrf_token": token, "extend-for": "-5"}, status=400)
+    assert "extend-for" in refused.text
+    assert alice.get(session["links"]["session"]).json["expires-at"] == session["expires-at"]
+
+
+def test_sign_out_ends_the_signed_in_session(webapp, staged):
+    sign_in(webapp, "alice")
+    page = webapp.get("/manage/sessions/")
+    page.forms[0].submit(status=303)
+    assert webapp.get("/manage/sessions/", status=303).location.startswith("http://localhost/account/login/")
+
+
+def test_a_browser_idle_past_the_timeout_is_signed_out(webapp, staged):
+    start = datetime.datetime.now(datetime.UTC)
+    with time_machine.travel(start, tick=False):
+        sign_in(webapp, "alice")
+    # A request within the idle timeout (an hour) keeps the browser signed in, and renews it.
+    with time_machine.travel(start + datetime.timedelta(minutes=50), tick=False):
+        webapp.get("/manage/sessions/", status=200)
+    with time_machine.travel(start + datetime.timedelta(minutes=100), tick=False):
+        webapp.get("/manage/sessions/", status=200)
+    with time_machine.travel(start + datetime.timedelta(minutes=161), tick=False):
+        assert webapp.get("/manage/sessions/", status=303).location.startswith("http://localhost/account/login/")
