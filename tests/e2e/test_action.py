@@ -92,13 +92,13 @@ def session_status(url: str, token: str) -> str:
     return reply.json()["status"]
 
 
-def test_the_inputs_and_outputs_are_the_peps_and_the_install_step_installs_this_project():
+def test_the_inputs_and_outputs_are_the_peps_and_the_install_step_installs_the_client():
     action = load()
     assert action["runs"]["using"] == "composite"
     assert {"stage", "publish-session", "cancel-session", "repository-url", "token", "packages-dir"} \
         <= set(action["inputs"])
     assert set(action["outputs"]) == {"stage-url", "session-id"}
-    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+    with open(os.path.join(ROOT, "client", "pyproject.toml"), "rb") as f:
         name = tomllib.load(f)["project"]["name"]
     install = next(s for s in action["runs"]["steps"] if s["id"] == "install")
     assert f"pip install --quiet --disable-pip-version-check {name}\n" in install["run"]

@@ -11,12 +11,12 @@ import threading
 import httpx
 import pytest
 
-from pypi_upload2.client.api import Api, ProblemError, TransientError
-from pypi_upload2.client.config import Credentials
-from pypi_upload2.client.dists import inspect
-from pypi_upload2.client.progress import Reporter, make_console
-from pypi_upload2.client import upload
-from pypi_upload2.client.upload import FileResult, Options, Release, Uploader
+from pypi_upload2_client.api import Api, ProblemError, TransientError
+from pypi_upload2_client.config import Credentials
+from pypi_upload2_client.dists import inspect
+from pypi_upload2_client.progress import Reporter, make_console
+from pypi_upload2_client import upload
+from pypi_upload2_client.upload import FileResult, Options, Release, Uploader
 from tests.conftest import build_sdist, build_wheel
 
 BASE = "http://index.example"

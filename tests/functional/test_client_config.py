@@ -8,9 +8,9 @@ import hashlib
 
 import pytest
 
-from pypi_upload2.client import config, dists
-from pypi_upload2.client.commands import add_commands
-from pypi_upload2.client.legacy import form_fields
+from pypi_upload2_client import config, dists
+from pypi_upload2_client.commands import add_commands
+from pypi_upload2_client.legacy import form_fields
 from tests.conftest import build_sdist, build_wheel
 
 PYPIRC = """\
