@@ -355,16 +355,17 @@ def server(tmp_path, database_url, storage_dir, storage_settings, dbsession, ser
 
 
 @contextlib.contextmanager
-def gunicorn(ini, *options: str, port: int | None = None):
-    """gunicorn serving ``ini`` with ``options`` (workers, worker class, timeouts): unlike
-    waitress it hands the body to the app as it arrives. Idle connections are kept longer than
-    any test waits between two requests: at gunicorn's 2 s, a client reusing one as the server
-    closes it reads a reset."""
+def gunicorn(ini, *options: str, port: int | None = None, env: dict | None = None):
+    """gunicorn serving ``ini`` with ``options`` (workers, worker class, timeouts), with ``env``
+    over this process's environment: unlike waitress it hands the body to the app as it arrives.
+    Idle connections are kept longer than any test waits between two requests: at gunicorn's
+    2 s, a client reusing one as the server closes it reads a reset."""
     port = port or free_port()
     proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "gunicorn"), "--paste", str(ini),
                              "--bind", f"127.0.0.1:{port}", "--log-level", "warning", "--keep-alive", "60",
                              *options],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                            env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         wait_for(f"http://127.0.0.1:{port}/simple/")
         yield f"http://127.0.0.1:{port}"

@@ -61,10 +61,11 @@ def ini(tmp_path, database_url, storage_dir, redis_url, dbsession):
 
 
 class Worker:
-    """``celery -A pypi_upload2.tasks worker -B`` in a process group of its own."""
+    """``celery -A pypi_upload2.tasks worker -B`` in a process group of its own, with ``env``
+    over this process's environment."""
 
-    def __init__(self, ini, tmp_path):
-        self.ini, self.tmp_path, self.proc, self.runs = ini, tmp_path, None, 0
+    def __init__(self, ini, tmp_path, env: dict | None = None):
+        self.ini, self.tmp_path, self.env, self.proc, self.runs = ini, tmp_path, env or {}, None, 0
 
     def start(self) -> None:
         self.runs += 1
@@ -74,7 +75,7 @@ class Worker:
                 [os.path.join(BIN, "celery"), "-A", "pypi_upload2.tasks", "worker", "-B",
                  "-s", str(self.tmp_path / "beat-schedule"), "--concurrency", "2", "--loglevel", "INFO",
                  "--without-gossip", "--without-mingle", "--hostname", f"test{self.runs}@%h"],
-                env={**os.environ, "UPLOAD2_CONFIG": str(self.ini)}, stdout=log, stderr=subprocess.STDOUT,
+                env={**os.environ, **self.env, "UPLOAD2_CONFIG": str(self.ini)}, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True)
         wait_until(lambda: b" ready." in self.log.read_bytes(), what=f"the worker to start:\n{self.tail()}",
                    proc=self.proc)
