@@ -1,5 +1,6 @@
 """A seekable read-only file over an object, read with ranged GETs: archive inspection seeks
-to a zip's central directory and its members without fetching the whole file."""
+to a zip's central directory and its members without fetching the whole file, and a
+sequential scan (the member check inflating every member, a download) streams one GET."""
 
 from __future__ import annotations
 
@@ -7,12 +8,20 @@ import io
 
 # Small reads (zipfile's headers, tarfile's blocks) are served from one GET of this many bytes.
 READ_AHEAD = 256 * 1024
+# A read this large, or one going on where the last GET ended, opens one GET to the object's
+# end, and the reads that follow it in order take their bytes from that response as they
+# arrive: one request per scan, not one per read (a request costs its round trip on any
+# store, and some stores copy the object for each).
+STREAM_FROM = 1024 * 1024
 
 
 class _RangedRaw(io.RawIOBase):
     def __init__(self, client, bucket: str, key: str, size: int):
         self.client, self.bucket, self.key, self.size = client, bucket, key, size
         self.position = 0
+        # The open response of a sequential scan, and the offset its next byte has; where the
+        # last bounded GET ended.
+        self.stream, self.stream_at, self.read_end = None, -1, -1
 
     def readable(self) -> bool:
         return True
@@ -28,15 +37,35 @@ class _RangedRaw(io.RawIOBase):
         self.position = max(0, base + offset)
         return self.position
 
+    def _request(self, end: int):
+        return self.client.get_object(Bucket=self.bucket, Key=self.key, Range=f"bytes={self.position}-{end}")["Body"]
+
     def _get(self, length: int) -> bytes:
         end = min(self.size, self.position + length) - 1
         if end < self.position:
             return b""
-        body = self.client.get_object(Bucket=self.bucket, Key=self.key, Range=f"bytes={self.position}-{end}")["Body"]
-        with body:
-            data = body.read()
+        if self.stream is None or self.stream_at != self.position:
+            self._end_stream()
+            if length < STREAM_FROM and self.position != self.read_end:
+                with self._request(end) as body:
+                    data = body.read()
+                self.position += len(data)
+                self.read_end = self.position
+                return data
+            self.stream, self.stream_at = self._request(self.size - 1), self.position
+        try:
+            data = self.stream.read(end + 1 - self.position)
+        except BaseException:
+            self._end_stream()  # the next read opens a new GET where this one broke off
+            raise
         self.position += len(data)
+        self.stream_at = self.position
         return data
+
+    def _end_stream(self) -> None:
+        if self.stream is not None:
+            self.stream.close()  # a response read only in part: its connection is not reused
+            self.stream = None
 
     def readinto(self, buffer) -> int:
         data = self._get(len(buffer))
@@ -47,8 +76,12 @@ class _RangedRaw(io.RawIOBase):
         # One GET for the rest (small objects: core metadata), not one per default buffer.
         return self._get(self.size - self.position)
 
+    def close(self) -> None:
+        self._end_stream()
+        super().close()
+
 
 def ranged_reader(client, bucket: str, key: str, size: int) -> io.BufferedReader:
-    """A buffered reader over ``size`` bytes of ``key``: reads past the buffer go straight to
-    one ranged GET each, so a sequential copy in 1 MiB reads costs one request per MiB."""
+    """A buffered reader over ``size`` bytes of ``key``: small reads come from ranged GETs of
+    READ_AHEAD bytes, and a sequential run of large reads from one streamed GET."""
     return io.BufferedReader(_RangedRaw(client, bucket, key, size), buffer_size=READ_AHEAD)

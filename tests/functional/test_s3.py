@@ -8,12 +8,14 @@ import hashlib
 import json
 import types
 import urllib.request
+import zipfile
 
 import pytest
 import webtest
 
 from pypi_upload2 import main
 from pypi_upload2.models import FileUploadSession
+from pypi_upload2.services.archives import check_zip_member
 from pypi_upload2.storage.s3 import S3FileStorage
 from tests.conftest import Uploader, assert_problem, build_wheel, fetch
 from tests.functional.test_deferred import run_task
@@ -258,3 +260,28 @@ def test_parts_lost_in_the_store_fail_the_file_with_a_notice(alice, session, big
     assert body["status"] == "error"
     assert "could not be assembled" in body["notices"][-1]
     assert multipart_uploads(s3_api, s3_bucket) == []  # the failure purged them
+
+
+def test_small_reads_are_ranged_and_a_sequential_scan_is_one_request(s3_api, s3_bucket, big_wheel):
+    data = big_wheel.read_bytes()
+    s3_api.put_object(Bucket=s3_bucket, Key="wheel", Body=data)
+    storage = S3FileStorage(s3_api, s3_bucket)
+    ranges = []
+    s3_api.meta.events.register("before-call.s3.GetObject", lambda params, **kw: ranges.append(params["headers"]["Range"]))
+    with storage.open("wheel") as fh:
+        fh.seek(len(data) - 100)
+        assert fh.read(100) == data[-100:]
+        fh.seek(0)
+        assert b"".join(iter(lambda: fh.read(MiB), b"")) == data
+        fh.seek(3 * MiB)
+        assert fh.read(MiB) + fh.read(10) == data[3 * MiB:4 * MiB + 10]
+    # A 256 KiB read-ahead for the small read; one GET to the end for each sequential scan.
+    assert ranges == [f"bytes={len(data) - 100}-{len(data) - 1}", f"bytes=0-{len(data) - 1}",
+                      f"bytes={3 * MiB}-{len(data) - 1}"]
+    # Inspecting the wheel (its central directory, METADATA, every member inflated) reads
+    # it in a handful of requests, not one per MiB.
+    ranges.clear()
+    with storage.open("wheel") as fh, zipfile.ZipFile(fh) as zf:
+        for info in zf.infolist():
+            check_zip_member(zf, info)
+    assert len(ranges) < 8, ranges
