@@ -43,16 +43,13 @@ RESUMABLE = "vnd-upload2-resumable-v1"
 console = Console(width=None if sys.stdout.isatty() else 120)
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def arguments(description: str) -> argparse.ArgumentParser:
+    """The options of this benchmark that benchmarks/s3.py has too."""
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", default="64,256", help="wheel sizes in MiB, comma-separated (default: 64,256)")
     p.add_argument("--chunk", type=int, default=8, help="resumable append size in MiB (default: 8)")
     p.add_argument("--runs", type=int, default=3, help="uploads per mechanism and size; the best counts (default: 3)")
-    p.add_argument("--server", choices=["waitress", "gunicorn"], default="waitress",
-                   help="waitress is `make serve`'s (default); gunicorn streams bodies to the app")
     p.add_argument("--workers", type=int, default=2, help="gunicorn workers (default: 2)")
-    p.add_argument("--worker-class", choices=["sync", "gthread"], default="gthread",
-                   help="gunicorn worker class (default: gthread, as docs/deployment.md runs it)")
     p.add_argument("--database-url", help="a PostgreSQL server URL (default: a fresh SQLite file)")
     p.add_argument("--broker-url", help="a Redis URL: verification runs in a Celery worker (default: eager, "
                                         "in the web process); the Redis database is flushed")
@@ -60,8 +57,21 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="do not prime the page allocator before each timed upload (see upload.prime())")
     p.add_argument("--tmpdir", help="where wheels, databases and stored files go (default: the system's)")
     p.add_argument("--output", type=pathlib.Path, help="JSON result file (default: benchmarks/results/...)")
-    args = p.parse_args(argv)
+    return p
+
+
+def sizes(args: argparse.Namespace) -> argparse.Namespace:
     args.sizes = sorted({int(s) for s in args.sizes.split(",") if s.strip()})
+    return args
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = arguments(__doc__)
+    p.add_argument("--server", choices=["waitress", "gunicorn"], default="waitress",
+                   help="waitress is `make serve`'s (default); gunicorn streams bodies to the app")
+    p.add_argument("--worker-class", choices=["sync", "gthread"], default="gthread",
+                   help="gunicorn worker class (default: gthread, as docs/deployment.md runs it)")
+    args = sizes(p.parse_args(argv))
     args.threads = 4  # what common.server_process reads for gthread
     return args
 
@@ -200,8 +210,7 @@ def measure(size_mib: int, wheel: pathlib.Path, args, workdir: pathlib.Path) -> 
 def main(argv=None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    output = args.output or common.ROOT / "benchmarks" / "results" / (
-        "resumable-" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S") + ".json")
+    output = common.output_path(args, "resumable")
     results = {}
     with tempfile.TemporaryDirectory(prefix="upload2-resumable-", dir=args.tmpdir) as workdir:
         workdir = pathlib.Path(workdir)

@@ -517,6 +517,12 @@ def machine() -> dict:
     return {"cpus": os.cpu_count(), "cpu": cpu, "python": platform.python_version(), "platform": platform.platform()}
 
 
+def output_path(args, name: str) -> pathlib.Path:
+    """Where a benchmark writes its JSON: ``--output``, or benchmarks/results/<name>-<time>.json."""
+    return args.output or ROOT / "benchmarks" / "results" / (
+        f"{name}-" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S") + ".json")
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     # SIGTERM unwinds like Ctrl-C, so servers are killed and temp dirs removed.
@@ -525,8 +531,7 @@ def main(argv=None) -> int:
         if not (BIN / tool).exists():
             console.print(f"[red]{BIN / tool} is missing: run with the project's virtualenv (make bench)[/]")
             return 2
-    output = args.output or ROOT / "benchmarks" / "results" / (
-        "upload-" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S") + ".json")
+    output = output_path(args, "upload")
     results: dict[str, dict[int, dict]] = {kind: {} for kind in args.servers}
     load_before = os.getloadavg()  # other work on the machine skews wall-clock figures
     with tempfile.TemporaryDirectory(prefix="upload2-bench-", dir=args.tmpdir) as workdir:

@@ -5,6 +5,7 @@ loopback port, a fresh bucket per test, and the settings that point the app at i
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import subprocess
@@ -18,7 +19,10 @@ CREDENTIALS = {"aws_access_key_id": "upload2-test", "aws_secret_access_key": "up
 REGION = "us-east-1"
 
 
-def _moto(directory, **env):
+@contextlib.contextmanager
+def moto_server(directory, **env):
+    """moto's server on a free loopback port, its log in ``directory`` and ``env`` over this
+    process's environment; yields its URL (benchmarks/s3.py starts it too)."""
     from .conftest import free_port, running
 
     url = f"http://127.0.0.1:{free_port()}"
@@ -32,13 +36,15 @@ def _moto(directory, **env):
 @pytest.fixture(scope="session")
 def s3_endpoint(tmp_path_factory):
     """moto with S3's own rules: every part but the last at least 5 MiB."""
-    yield from _moto(tmp_path_factory.mktemp("moto"))
+    with moto_server(tmp_path_factory.mktemp("moto")) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
 def s3_any_part_endpoint(tmp_path_factory):
     """moto taking parts of any size, for the suite's small resumable appends."""
-    yield from _moto(tmp_path_factory.mktemp("moto-any-part"), S3_UPLOAD_PART_MIN_SIZE="1")
+    with moto_server(tmp_path_factory.mktemp("moto-any-part"), S3_UPLOAD_PART_MIN_SIZE="1") as url:
+        yield url
 
 
 def s3_client(endpoint: str):
