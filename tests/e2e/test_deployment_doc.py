@@ -5,6 +5,7 @@ gunicorn started with the web unit's own command line."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pathlib
 import re
@@ -17,6 +18,7 @@ import sys
 import httpx
 import pytest
 
+from pypi_upload2.settings import Settings
 from tests.conftest import build_wheel, free_port, stop_group, wait_for
 
 DOC = (pathlib.Path(__file__).parents[2] / "docs" / "deployment.md").read_text()
@@ -167,3 +169,26 @@ def test_uploads_stream_through_the_proxy_and_links_say_https(behind_nginx, make
 def _mkdir(path: pathlib.Path) -> pathlib.Path:
     path.mkdir()
     return path
+
+
+BUCKET_DOCUMENTS = [json.loads(block) for block in re.findall(r"```json\n(.*?)```", DOC, re.DOTALL)]
+
+
+def test_the_bucket_policy_and_the_lifecycle_rule_are_what_the_s3_api_takes(s3_api, s3_bucket):
+    [policy] = [d for d in BUCKET_DOCUMENTS if "Statement" in d]
+    [lifecycle] = [d for d in BUCKET_DOCUMENTS if "Rules" in d]
+    # The app's calls, each allowed to the role on the resource it acts on.
+    allowed = {action: statement["Resource"] for statement in policy["Statement"] if statement["Effect"] == "Allow"
+               for action in statement["Action"]}
+    assert allowed == {
+        "s3:ListBucket": "arn:aws:s3:::upload2-staged", "s3:ListBucketMultipartUploads": "arn:aws:s3:::upload2-staged",
+        **{f"s3:{action}": "arn:aws:s3:::upload2-staged/*" for action in (
+            "GetObject", "PutObject", "DeleteObject", "AbortMultipartUpload", "ListMultipartUploadParts")}}
+    text = json.dumps(policy).replace("upload2-staged", s3_bucket)
+    s3_api.put_bucket_policy(Bucket=s3_bucket, Policy=text)
+    assert json.loads(s3_api.get_bucket_policy(Bucket=s3_bucket)["Policy"]) == json.loads(text)
+    s3_api.put_bucket_lifecycle_configuration(Bucket=s3_bucket, LifecycleConfiguration=lifecycle)
+    [rule] = s3_api.get_bucket_lifecycle_configuration(Bucket=s3_bucket)["Rules"]
+    assert rule["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 31} and rule["Status"] == "Enabled"
+    # Longer than a session may live: no upload still resumable is aborted by the rule.
+    assert 31 * 24 * 3600 > Settings(storage="").max_session_lifetime
