@@ -131,15 +131,18 @@ def new_file(client, session: dict, wheel: pathlib.Path, digest: str, mechanism:
         "mechanism": mechanism}, 202).json()
 
 
-def post_bytes(client, session, wheel, digest) -> float:
+def post_bytes(client, session, wheel, digest) -> tuple[float, float]:
+    """Seconds from the first byte to completed, and of those the complete request."""
     upload = new_file(client, session, wheel, digest, "http-post-bytes")
     start = time.perf_counter()
     sent = client.post(upload["mechanism"]["file_url"], content=chunks(wheel, MiB), headers={
         "Content-Type": "application/octet-stream", "Content-Length": str(wheel.stat().st_size)})
     if sent.status_code != 204:
         raise RuntimeError(f"POST bytes: {sent.status_code}: {sent.text[:500]}")
+    transferred = time.perf_counter()
     common.call(client, upload["links"]["complete"], None, 201)
-    return time.perf_counter() - start
+    done = time.perf_counter()
+    return done - start, done - transferred
 
 
 def resumable(client, session, wheel, digest, chunk: int) -> tuple[float, float]:
@@ -192,7 +195,7 @@ def measure(size_mib: int, wheel: pathlib.Path, args, workdir: pathlib.Path) -> 
                         if not args.cold:  # the same start for both: freshly freed pages (upload.prime())
                             common.prime(tmp, 2 * size)
                         if n % 2 == 0:
-                            post_s.append(post_bytes(client, session, path, digest))
+                            post_s.append(post_bytes(client, session, path, digest)[0])
                         else:
                             total, verify = resumable(client, session, path, digest, args.chunk * MiB)
                             resumable_s.append(total)
