@@ -22,7 +22,28 @@ def _status(enum_cls):
                    values_callable=lambda e: [m.value for m in e])
 
 
-class PublishingSession(Base):
+class Publishable:
+    """What a publishing session and a release group share: the PEP's publishing lifecycle."""
+
+    status: Mapped[PublishingStatus] = mapped_column(_status(PublishingStatus),
+                                                     default=PublishingStatus.OPEN, index=True)
+    notices: Mapped[list] = mapped_column(sa.JSON, default=list)
+    created: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime, index=True)
+    # Since when a deferred publish has been processing: the re-send deadline counts from it.
+    processing_since: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime)
+    # A scheduled publish waits (processing) until then; None once handed to a worker.
+    publish_after: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime)
+    # When it was published or canceled: status retention counts from it.
+    ended_at: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime)
+
+    # The secret is kept because the PEP has the server hand it back to any authorized
+    # uploader (409 Location, status body); lookups go by digest.
+    token: Mapped[str] = mapped_column(sa.String(64))
+    token_digest: Mapped[str] = mapped_column(sa.String(64), unique=True)
+
+
+class PublishingSession(Publishable, Base):
     """A staged release of one (project, version), published atomically or canceled."""
 
     __tablename__ = "upload2_publishing_sessions"
@@ -35,35 +56,39 @@ class PublishingSession(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    # The secret is kept because the PEP has the server hand it back to any
-    # authorized uploader (409 Location, status body); lookups go by digest.
-    token: Mapped[str] = mapped_column(sa.String(64))
-    token_digest: Mapped[str] = mapped_column(sa.String(64), unique=True)
     # The project's name as the host shows it (or as the first session gave a new one).
     name: Mapped[str] = mapped_column(sa.String(200))
     normalized_name: Mapped[str] = mapped_column(sa.String(200), index=True)
     version: Mapped[str] = mapped_column(sa.String(100))
     canonical_version: Mapped[str] = mapped_column(sa.String(100))
     created_by: Mapped[str] = mapped_column(HostKey)
-    status: Mapped[PublishingStatus] = mapped_column(_status(PublishingStatus),
-                                                     default=PublishingStatus.OPEN, index=True)
-    notices: Mapped[list] = mapped_column(sa.JSON, default=list)
-    created: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow)
-    expires_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime, index=True)
-    # Since when a deferred publish has been processing: the re-send deadline counts from it.
-    processing_since: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime)
-    # A scheduled publish waits (processing) until then; None once handed to a worker.
-    publish_after: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime)
-    # When the session was published or canceled: status retention counts from it.
-    ended_at: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime)
+    # The release group it belongs to (this index's extension, services/groups.py).
+    group_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("upload2_release_groups.id", ondelete="SET NULL"), index=True)
 
     files: Mapped[list[FileUploadSession]] = relationship(
         back_populates="publishing_session", order_by="FileUploadSession.id", passive_deletes=True)
+    group: Mapped[ReleaseGroup | None] = relationship(back_populates="sessions")
 
     #: The host's project, set when services/loading.py authorizes a request (None: the
     #: name is only reserved). Not a column: the host's rows are the host's.
     host_project = None
     host_principal = None  # likewise, the principal the request was authorized as
+
+
+class ReleaseGroup(Publishable, Base):
+    """Publishing sessions of different projects, published together in one transaction or
+    not at all (this index's extension, docs/api.md). Its status follows the sessions' table."""
+
+    __tablename__ = "upload2_release_groups"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_by: Mapped[str] = mapped_column(HostKey)
+
+    sessions: Mapped[list[PublishingSession]] = relationship(
+        back_populates="group", order_by="PublishingSession.id", passive_deletes=True)
+
+    host_principal = None  # as a session's: the principal services/loading.py authorized
 
 
 class FileUploadSession(Base):

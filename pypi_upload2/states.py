@@ -50,6 +50,11 @@ SCHEDULE_TRANSITIONS: dict[tuple[PublishingStatus, str], PublishingStatus] = {
     (P.PROCESSING, "unschedule"): P.OPEN,
 }
 
+#: This index's release groups (docs/api.md) move as one publishing session would, a
+#: scheduled publish's unschedule included.
+GROUP_TRANSITIONS: dict[tuple[PublishingStatus, str], PublishingStatus] = {
+    **PUBLISHING_TRANSITIONS, **SCHEDULE_TRANSITIONS}
+
 #: File upload session transitions ("File Upload Session States").
 FILE_TRANSITIONS: dict[tuple[FileStatus, str], FileStatus] = {
     (F.PENDING, "transfer"): F.PENDING,
@@ -106,6 +111,11 @@ def publishing(session, event: str, *, dry_run: bool = False) -> PublishingStatu
     """Apply ``event`` to a publishing session (or only check it may), else raise 409."""
     table = SCHEDULE_TRANSITIONS if event == "unschedule" else PUBLISHING_TRANSITIONS
     return _move(table, _PUBLISHING_REASONS, session, event, "publishing session", dry_run)
+
+
+def group(release_group, event: str, *, dry_run: bool = False) -> PublishingStatus:
+    """Apply ``event`` to a release group (or only check it may), else raise 409."""
+    return _move(GROUP_TRANSITIONS, _PUBLISHING_REASONS, release_group, event, "release group", dry_run)
 
 
 def file_upload(file_session, event: str, *, dry_run: bool = False) -> FileStatus:

@@ -23,7 +23,7 @@ from zope.interface import implementer
 
 from .interfaces import ITaskQueue
 from .problems import ServiceUnavailable
-from .services import expiry, files, orphans, publication
+from .services import expiry, files, groups, orphans, publication
 
 CONFIG_ENV = "UPLOAD2_CONFIG"
 QUEUE = "upload2"
@@ -118,6 +118,15 @@ def publish_session(request, session_id: int) -> None:
         publication.conclude(request, session_id, errors)
 
 
+def publish_group(request, group_id: int) -> None:
+    """A release group's deferred publish, as a session's: every member's checks, then all of
+    them published at once, or all released and reported."""
+    with request.tm:
+        errors = groups.check(request, group_id)
+    with request.tm:
+        groups.conclude(request, group_id, errors)
+
+
 def resend_processing(request) -> None:
     """Periodic: hand files and publishes processing past the deadline to a worker again."""
     with request.tm:
@@ -150,7 +159,7 @@ def abort_orphan_uploads(request) -> None:
         orphans.abort_orphan_uploads(request)
 
 
-TASKS = (verify_file, publish_session, resend_processing, expire_sessions, purge_ended_sessions, publish_due,
+TASKS = (verify_file, publish_session, publish_group, resend_processing, expire_sessions, purge_ended_sessions, publish_due,
          abort_orphan_uploads)
 PERIODIC = (resend_processing, expire_sessions, purge_ended_sessions, abort_orphan_uploads)
 DUE_INTERVAL = 15  # seconds: a scheduled publish starts within this of its time

@@ -16,14 +16,16 @@ from sqlalchemy import orm
 from .. import states
 from ..db import is_postgresql, utcnow
 from ..interfaces import ITaskQueue
-from ..models import FileUploadSession, PublishingSession
+from ..models import FileUploadSession, PublishingSession, ReleaseGroup
 from ..states import FileStatus, PublishingStatus
-from . import files, publishing
+from . import files, groups, publishing
 from .cleanup import purge_after_commit
 
 log = logging.getLogger(__name__)
 
 BATCH = 500
+# What publishes deferred work: a session's task, and a release group's for all its sessions.
+PUBLISH_TASKS = ((PublishingSession, "publish_session"), (ReleaseGroup, "publish_group"))
 
 
 def _claim(db, query, of):
@@ -37,18 +39,24 @@ def _since(seconds: int) -> datetime.datetime:
 
 
 def expire_sessions(request) -> int:
-    """Cancel open and error sessions past ``expires-at``: their files go with them, their
-    bytes are purged after commit and a name only they reserved is free again."""
+    """Cancel open and error release groups and sessions past ``expires-at``: a group's
+    sessions go with it, a session's files with it, their bytes are purged after commit and a
+    name only they reserved is free again."""
     now = utcnow()
-    expired = _claim(request.db, sa.select(PublishingSession).where(
-        PublishingSession.status.in_((PublishingStatus.OPEN, PublishingStatus.ERROR)),
-        PublishingSession.expires_at <= now).order_by(PublishingSession.id), PublishingSession)
-    for session in expired:
-        session.notices = [*session.notices, "Canceled by the server: the session expired."]
-        publishing.cancel(request, session)
-    if expired:
-        log.info("canceled %d expired publishing session(s)", len(expired))
-    return len(expired)
+    canceled = 0
+    # Groups first: their sessions go with them.
+    for model, cancel, what in ((ReleaseGroup, groups.cancel, "release group"),
+                                (PublishingSession, publishing.cancel, "session")):
+        expired = _claim(request.db, sa.select(model).where(
+            model.status.in_((PublishingStatus.OPEN, PublishingStatus.ERROR)),
+            model.expires_at <= now).order_by(model.id), model)
+        for row in expired:
+            row.notices = [*row.notices, f"Canceled by the server: the {what} expired."]
+            cancel(request, row)
+        if expired:
+            log.info("canceled %d expired %s(s)", len(expired), what)
+        canceled += len(expired)
+    return canceled
 
 
 def expire_files(request) -> int:
@@ -83,7 +91,17 @@ def purge_ended_sessions(request) -> int:
         db.execute(sa.delete(PublishingSession).where(PublishingSession.id.in_([s.id for s in ended]))
                    .execution_options(synchronize_session=False))
         log.info("forgot %d ended publishing session(s)", len(ended))
-    return len(ended)
+    ended_groups = _claim(db, sa.select(ReleaseGroup.id).where(
+        ReleaseGroup.status.in_(states.TERMINAL_PUBLISHING),
+        ReleaseGroup.ended_at <= _since(retention)).order_by(ReleaseGroup.id), ReleaseGroup)
+    if ended_groups:
+        # Their sessions, forgotten with them or later, leave them first (not every database enforces SET NULL).
+        db.execute(sa.update(PublishingSession).where(PublishingSession.group_id.in_(ended_groups))
+                   .values(group_id=None).execution_options(synchronize_session=False))
+        db.execute(sa.delete(ReleaseGroup).where(ReleaseGroup.id.in_(ended_groups))
+                   .execution_options(synchronize_session=False))
+        log.info("forgot %d ended release group(s)", len(ended_groups))
+    return len(ended) + len(ended_groups)
 
 
 def resend_processing(request) -> int:
@@ -100,13 +118,16 @@ def resend_processing(request) -> int:
     for file_session in stuck_files:
         file_session.processing_since = now  # the next deadline counts from this re-send
         queue.enqueue("verify_file", file_session.id)
-    stuck_sessions = _claim(db, sa.select(PublishingSession).where(
-        PublishingSession.status == PublishingStatus.PROCESSING, PublishingSession.processing_since <= cutoff,
-        PublishingSession.publish_after.is_(None),  # a scheduled one is publish_due's
-    ).order_by(PublishingSession.id), PublishingSession)
-    for session in stuck_sessions:
-        session.processing_since = now
-        queue.enqueue("publish_session", session.id)
+    stuck_sessions = []
+    for model, task in PUBLISH_TASKS:
+        stuck = _claim(db, sa.select(model).where(
+            model.status == PublishingStatus.PROCESSING, model.processing_since <= cutoff,
+            model.publish_after.is_(None),  # a scheduled one is publish_due's
+        ).order_by(model.id), model)
+        for row in stuck:
+            row.processing_since = now
+            queue.enqueue(task, row.id)
+        stuck_sessions += stuck
     if stuck_files or stuck_sessions:
         log.warning("re-sent %d verification(s) and %d publish(es) processing for over %d s",
                     len(stuck_files), len(stuck_sessions), request.registry["upload2.settings"].processing_deadline)
@@ -117,13 +138,15 @@ def publish_due(request) -> int:
     """Hand the scheduled publishes whose time has come to a worker (services/schedule.py):
     from then on they are deferred publishes, re-sent like any other if their message is lost."""
     now = utcnow()
-    due = _claim(request.db, sa.select(PublishingSession).where(
-        PublishingSession.status == PublishingStatus.PROCESSING, PublishingSession.publish_after <= now,
-    ).order_by(PublishingSession.id), PublishingSession)
     queue = request.find_service(ITaskQueue)
-    for session in due:
-        session.publish_after, session.processing_since = None, now
-        queue.enqueue("publish_session", session.id)
+    due = []
+    for model, task in PUBLISH_TASKS:
+        rows = _claim(request.db, sa.select(model).where(
+            model.status == PublishingStatus.PROCESSING, model.publish_after <= now).order_by(model.id), model)
+        for row in rows:
+            row.publish_after, row.processing_since = None, now
+            queue.enqueue(task, row.id)
+        due += rows
     if due:
         log.info("sent %d scheduled publish(es)", len(due))
     return len(due)

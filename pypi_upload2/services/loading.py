@@ -1,6 +1,7 @@
 """Loading and locking: the one place that reads sessions and files for a request or a task,
-authorizes the caller, and takes row locks in one fixed order (the publishing session,
-then its file), so that two writers never wait on each other in a cycle."""
+authorizes the caller, and takes row locks in one fixed order (a release group, then its
+publishing sessions by id, then a session's file), so that two writers never wait on each
+other in a cycle."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from sqlalchemy import orm
 from .. import logs, states
 from ..db import parse_id
 from ..interfaces import IAuthentication, IAuthorization, IProjects
-from ..models import FileUploadSession, PublishingSession
+from ..models import FileUploadSession, PublishingSession, ReleaseGroup
 from ..problems import Conflict, Forbidden, NotFound, Unauthorized
 from ..states import FileStatus, PublishingStatus
 from .auth import basic_credentials, secret_digest
@@ -170,3 +171,69 @@ def live_session_of(db, normalized_name: str, version: str) -> PublishingSession
     return db.scalar(sa.select(PublishingSession).where(
         PublishingSession.normalized_name == normalized_name, PublishingSession.canonical_version == version,
         PublishingSession.status.in_(states.LIVE_PUBLISHING)))
+
+
+# -- release groups (services/groups.py) ------------------------------------------------------
+
+GROUP_BY_TOKEN = sa.select(ReleaseGroup).where(ReleaseGroup.token_digest == sa.bindparam("digest"))
+GROUP_BY_TOKEN_LOCKED = GROUP_BY_TOKEN.with_for_update()
+
+
+def _members(db, group: ReleaseGroup, *, lock: bool) -> list[PublishingSession]:
+    """The group's sessions, by id: the fixed order in which they are locked."""
+    query = sa.select(PublishingSession).where(PublishingSession.group_id == group.id).order_by(PublishingSession.id)
+    if lock:
+        query = query.with_for_update().execution_options(populate_existing=True)
+    members = list(db.scalars(query))
+    orm.attributes.set_committed_value(group, "sessions", members)
+    for session in members:
+        orm.attributes.set_committed_value(session, "group", group)
+    return members
+
+
+def release_group(request, *, lock: bool = False) -> ReleaseGroup:
+    """The group the URL's token names, its sessions loaded (``lock``: the group's row, then
+    theirs by id) and each authorized as a request on it would be: the caller must be allowed
+    to upload to every one of them (an empty group: be the principal that created it)."""
+    who = principal(request)
+    group = request.db.scalar(GROUP_BY_TOKEN_LOCKED if lock else GROUP_BY_TOKEN,
+                              {"digest": secret_digest(request.matchdict["token"])})
+    if group is None:
+        raise NotFound("No such group", "There is no release group at this URL.", source="url")
+    members = _members(request.db, group, lock=lock)
+    if not members and group.created_by != principal_key(request, who):
+        raise Forbidden("Not allowed", "Only the principal that created this empty release group may use it.",
+                        source="authorization")
+    for session in members:
+        authorize(request, who, session)
+    group.host_principal = who
+    return group
+
+
+def session_by_token(request, who, token, *, lock: bool = False) -> PublishingSession:
+    """A session named by its token in a request's body (a group's new member), authorized."""
+    session = None
+    if isinstance(token, str) and token:
+        session = request.db.scalar(BY_TOKEN_LOCKED if lock else BY_TOKEN, {"digest": secret_digest(token)})
+    if session is None:
+        raise NotFound("No such session", "No publishing session has this token.", source="session-token")
+    authorize(request, who, session)
+    return session
+
+
+def live_group_stage(request) -> ReleaseGroup:
+    """The group behind a group stage URL (the token is the capability), with its live sessions."""
+    group = request.db.scalar(GROUP_BY_TOKEN, {"digest": secret_digest(request.matchdict["token"])})
+    if group is None or group.status in states.TERMINAL_PUBLISHING:
+        raise NotFound("No such stage", "There is no staged release group at this URL.", source="url")
+    _members(request.db, group, lock=False)
+    return group
+
+
+def locked_group(db, group_id: int) -> ReleaseGroup | None:
+    """A task's view of a group: loaded fresh under its row lock, then its sessions' by id."""
+    group = db.scalar(sa.select(ReleaseGroup).where(ReleaseGroup.id == group_id)
+                      .with_for_update().execution_options(populate_existing=True))
+    if group is not None:
+        _members(db, group, lock=True)
+    return group

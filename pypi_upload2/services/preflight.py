@@ -14,17 +14,20 @@ from ..problems import Problem
 from ..states import FileStatus
 from .. import states
 from . import checks, loading
-from .publication import STAGE_ONLY, may_publish, new_files_window_closed
+from .publication import IN_GROUP, STAGE_ONLY, may_publish, new_files_window_closed
 from .publishing import live_files
 
 
-def problems(request, session, project) -> list[dict]:
-    """The PEP's ``errors`` entries a publish of ``session`` would fail with now ([] if none)."""
+def problems(request, session, project, *, grouped: bool = False) -> list[dict]:
+    """The PEP's ``errors`` entries a publish of ``session`` would fail with now ([] if none);
+    ``grouped``: published by its release group, not alone."""
     errors: list[dict] = []
     try:
         states.publishing(session, "publish", dry_run=True)
     except Problem as refusal:
         errors += refusal.errors
+    if not grouped and session.group_id is not None:
+        errors.append({"source": "vnd-upload2-group", "message": IN_GROUP})
     if not may_publish(request, session, project):
         errors.append({"source": "authorization", "message": STAGE_ONLY})
     files = live_files(session)

@@ -57,13 +57,23 @@ def may_publish(request, session: PublishingSession, project) -> bool:
     return bool(approval.may_publish(request, session.host_principal, project))
 
 
+IN_GROUP = ("The session belongs to an open release group: publish the group, or remove the session "
+            "from it first.")
+
+
 def publish(request, session: PublishingSession, project, *, deferrable: bool = True,
-            publish_after: datetime.datetime | None = None) -> None:
+            publish_after: datetime.datetime | None = None, grouped: str | None = None) -> None:
     """Publish every completed file atomically, or (``upload2.publish_mode`` deferred, when
     ``deferrable``) reserve their filenames and leave the rest to a task: the session is then
     ``processing``; with ``publish_after``, processing waits for that time (services/schedule.py).
-    A failure raises (409 for a conflict, 422 for a failed publish check) and changes nothing."""
+    A failure raises (409 for a conflict, 422 for a failed publish check) and changes nothing.
+
+    ``grouped``: the session is published as a member of its release group (services/groups.py),
+    at once ("now") or held in ``processing``, its filenames reserved, for the group's task to
+    conclude ("held"); alone, a member of a group is refused."""
     states.publishing(session, "publish", dry_run=True)
+    if grouped is None and session.group_id is not None:
+        raise Conflict("Session in a release group", IN_GROUP, source="vnd-upload2-group")
     if not may_publish(request, session, project):
         raise Forbidden("Publish not allowed", STAGE_ONLY, source="authorization")
     files = live_files(session)
@@ -76,13 +86,15 @@ def publish(request, session: PublishingSession, project, *, deferrable: bool = 
             "Every file must be completed before the session can be published.",
             errors=[{"source": f.filename, "message": f"status is {f.status}"} for f in unfinished],
         )
-    deferred = publish_after is not None or (
-        deferrable and request.registry["upload2.settings"].publish_mode == "deferred")
+    deferred = grouped == "held" or publish_after is not None or (
+        deferrable and grouped is None and request.registry["upload2.settings"].publish_mode == "deferred")
     if not deferred and (errors := checks.run(request, session, files)):
         raise UnprocessableContent("Publish checks failed", "Some files may not be published.", errors=errors)
     # The host's namespace settles races with every other door (the PEP's reservation).
     request.find_service(IFilenames).reserve(request, [f.filename for f in files])
-    if publish_after is not None:
+    if grouped == "held":
+        _hold(session, files)
+    elif publish_after is not None:
         _clear_publish_notices(session, files)
         schedule.wait(request, session, publish_after)
     elif deferred:
@@ -128,10 +140,16 @@ def _clear_publish_notices(session: PublishingSession, files: list[FileUploadSes
         f.notices = [n for n in f.notices if not n.startswith(PUBLISH_NOTICE)]
 
 
-def _defer(request, session: PublishingSession, files: list[FileUploadSession]) -> None:
+def _hold(session: PublishingSession, files: list[FileUploadSession]) -> None:
+    """Processing, for its group's task: no deadline of its own, so no sweep re-sends it alone."""
     states.publishing(session, "defer")
     session.notices = []
     _clear_publish_notices(session, files)
+    session.processing_since = None
+
+
+def _defer(request, session: PublishingSession, files: list[FileUploadSession]) -> None:
+    _hold(session, files)
     session.processing_since = utcnow()
     request.find_service(ITaskQueue).enqueue("publish_session", session.id)
 
@@ -150,19 +168,35 @@ def check(request, session_id: int) -> list[dict]:
 
 def conclude(request, session_id: int, errors: list[dict]) -> None:
     """The task's last step: publish the reserved files at once, or release them and report
-    ``errors``. Idempotent: a session no longer processing is left as it is."""
+    ``errors``. Idempotent: a session no longer processing is left as it is, and so is a
+    release group's member (the group's task concludes it)."""
     session = loading.locked_session(request.db, session_id)
-    if session is None or session.status != PublishingStatus.PROCESSING or session.publish_after is not None:
+    if (session is None or session.status != PublishingStatus.PROCESSING or session.publish_after is not None
+            or session.group_id is not None):
         return
-    files = live_files(session)
-    if not errors:
+    settle(request, [session], {session.id: errors})
+
+
+GROUP_FAILED = {"source": "session", "message": "another session of its release group failed to publish"}
+
+
+def settle(request, sessions: list[PublishingSession], errors: dict[int, list[dict]]) -> bool:
+    """Publish the reserved files of every one of ``sessions`` at once, or none: with an error
+    for any (``errors`` by session id), or a refusal of the host, each is released and goes to
+    error. True when they were published."""
+    if not any(errors.values()):
         try:
             with request.db.begin_nested():
-                _publish_reserved(request, session, files, loading.project(request, session), "succeed")
-            return
+                for session in sessions:
+                    failing = session
+                    _publish_reserved(request, session, live_files(session), loading.project(request, session),
+                                      "succeed")
+            return True
         except Problem as refusal:  # the host refused: a conflict, its naming rules, its limits
-            errors = refusal.errors
-    _fail(request, session, files, errors)
+            errors = {failing.id: refusal.errors}
+    for session in sessions:
+        _fail(request, session, live_files(session), errors.get(session.id) or [GROUP_FAILED])
+    return False
 
 
 def _fail(request, session: PublishingSession, files, errors: list[dict]) -> None:

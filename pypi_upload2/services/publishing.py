@@ -104,6 +104,8 @@ def cancel(request, session: PublishingSession) -> None:
     """Cancel: discard every file, free a reserved new name, purge the bytes after commit."""
     states.publishing(session, "cancel")
     session.ended_at = utcnow()
+    if session.group_id is not None and session.group.status in states.LIVE_PUBLISHING:
+        session.group = None  # it leaves its open group (one canceled with its group stays in it)
     keys = []
     for f in live_files(session):
         states.file_upload(f, "discard")

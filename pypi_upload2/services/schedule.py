@@ -53,20 +53,31 @@ def requested_time(request, session: PublishingSession, body: dict) -> datetime.
 
 
 def wait(request, session: PublishingSession, when: datetime.datetime) -> None:
-    """The session, its filenames reserved, waits for ``when``; expiry never comes first."""
-    states.publishing(session, "defer")
+    """The session (or release group), its filenames reserved, waits for ``when``; expiry
+    never comes first."""
+    (states.publishing if isinstance(session, PublishingSession) else states.group)(session, "defer")
     session.notices = []
     session.publish_after = when
     session.processing_since = when  # the re-send deadline counts from the time it is due
     session.expires_at = max(session.expires_at, min(when + AFTER_THE_TIME, latest(request, session)))
 
 
-def unschedule(request, session: PublishingSession) -> None:
-    """Back to ``open``, the reservation released, before the time has come."""
+def unschedule(request, session: PublishingSession, what: str = "session") -> None:
+    """Back to ``open``, the reservation released, before the time has come (a release group:
+    its own move, and its sessions reopened by services/groups.py)."""
     if session.publish_after is None:
-        raise Conflict("Not scheduled", "The session is not waiting for a scheduled publish"
+        raise Conflict("Not scheduled", f"The {what} is not waiting for a scheduled publish"
                        + (f"; it is {session.status}." if session.status != states.PublishingStatus.PROCESSING
                           else "; its publish is already in progress."), source="status")
+    session.publish_after = session.processing_since = None
+    if isinstance(session, PublishingSession):
+        reopen(request, session)
+    else:
+        states.group(session, "unschedule")
+
+
+def reopen(request, session: PublishingSession) -> None:
+    """A session waiting in ``processing`` (scheduled, or held by its group) back to ``open``,
+    its filenames released."""
     states.publishing(session, "unschedule")
     request.find_service(IFilenames).release(request, [f.filename for f in live_files(session)])
-    session.publish_after = session.processing_since = None

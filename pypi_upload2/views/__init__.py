@@ -1,4 +1,5 @@
-"""Routes and views: the Upload 2.0 API and its mechanisms, the stage preview, the legacy upload API."""
+"""Routes and views: the Upload 2.0 API and its mechanisms, release groups, the stage preview, the legacy
+upload API."""
 
 
 def includeme(config):
@@ -17,6 +18,19 @@ def includeme(config):
     config.add_route("upload2.file.complete", file + "complete")
     config.add_route("upload2.file.extend", file + "extend")
     config.add_route("upload2.file.bytes", file + "bytes")
+    group = root + "groups/{token}/"
+    config.add_route("upload2.groups", root + "groups/")
+    config.add_route("upload2.group", group)
+    config.add_route("upload2.group.sessions", group + "sessions/")
+    config.add_route("upload2.group.session", group + "sessions/{session_token}/")
+    config.add_route("upload2.group.publish", group + "publish")
+    config.add_route("upload2.group.extend", group + "extend")
+    config.add_route("upload2.group.preflight", group + "preflight")
+    config.add_route("upload2.group.unschedule", group + "unschedule")
+    group_stage = root + "group-stage/{token}/"
+    config.add_route("upload2.group.stage", group_stage)
+    config.add_route("upload2.group.stage.file", group_stage + "files/{file_id}/{filename}")
+    config.add_route("upload2.group.stage.project", group_stage + "{name}/")
     stage = root + "stage/{token}/"
     config.add_route("upload2.stage", stage)
     config.add_route("upload2.stage.file", stage + "files/{file_id}/{filename}")
@@ -26,6 +40,7 @@ def includeme(config):
     config.scan(".resumable")
     config.scan(".stage")
     config.scan(".review")
+    config.scan(".groups")
     config.include(".openapi")  # <root>openapi.json
     config.include(".errors")
     config.include(".stalls")

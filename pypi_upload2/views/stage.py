@@ -1,4 +1,6 @@
-"""The stage preview: a simple index of one live publishing session, reached by its token."""
+"""The stage preview: a simple index of one live publishing session, or of every session of a
+release group (one index root over several projects, for pip's ``--index-url``), reached by its
+token."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from ..interfaces import IPublishedFiles
 from ..problems import NotFound, RangeNotSatisfiable
 from ..services import loading
 from ..services.publishing import live_files
-from ..states import FileStatus
+from ..states import TERMINAL_PUBLISHING, FileStatus
 from .index import Entry, canonical_redirect, core_metadata_sha256, file_response, index_page, project_page
 
 
@@ -20,45 +22,41 @@ def _private(response):
     return response
 
 
-def _staged_entries(request, session) -> list[Entry]:
+def _staged_entries(request, session, file_route: str, token: str) -> list[Entry]:
     return [
         Entry(filename=f.filename,
-              url=request.route_url("upload2.stage.file", token=session.token, file_id=f.id, filename=f.filename),
+              url=request.route_url(file_route, token=token, file_id=f.id, filename=f.filename),
               version=session.version, size=f.received_size, sha256=f.sha256,
               requires_python=f.requires_python, metadata_sha256=core_metadata_sha256(f), upload_time=None)
         for f in live_files(session) if f.status == FileStatus.COMPLETED
     ]
 
 
-@upload2_view(route_name="upload2.stage", request_method="GET")
-def stage_index(request):
-    session = loading.live_stage(request)
-    normalized = session.normalized_name
-    return _private(index_page(request, [(session.name, normalized)],
-                               lambda n: request.route_url("upload2.stage.project", token=session.token, name=n)))
+def _index(request, sessions, project_route: str, token: str):
+    return _private(index_page(request, [(s.name, s.normalized_name) for s in sessions],
+                               lambda n: request.route_url(project_route, token=token, name=n)))
 
 
-@upload2_view(route_name="upload2.stage.project", request_method="GET")
-def stage_project(request):
-    session = loading.live_stage(request)
+def _project(request, sessions, file_route: str, token: str):
+    """A project's page: its staged files, and the project's published ones."""
     name = request.matchdict["name"]
     normalized = canonicalize_name(name)
-    if normalized != session.normalized_name:
-        raise NotFound("No such project", f"This stage holds only {session.name}.", source="url")
-    canonical_redirect(request, name, normalized, token=session.token)
-    entries = _staged_entries(request, session)
+    session = next((s for s in sessions if s.normalized_name == normalized), None)
+    if session is None:
+        raise NotFound("No such project", f"This stage holds only {', '.join(s.name for s in sessions) or 'nothing'}.",
+                       source="url")
+    canonical_redirect(request, name, normalized, token=token)
+    entries = _staged_entries(request, session, file_route, token)
     if (project := loading.project(request, session)) is not None:
         entries += request.find_service(IPublishedFiles).entries(request, project)
     return _private(project_page(request, session.name, normalized, sorted(entries, key=lambda e: e.filename)))
 
 
-@upload2_view(route_name="upload2.stage.file", request_method="GET")
-def stage_file(request):
-    session = loading.live_stage(request)
+def _file(request, sessions):
     filename = request.matchdict["filename"]
     metadata = filename.endswith(".metadata")
     file_id = request.matchdict["file_id"]
-    match = [f for f in live_files(session)
+    match = [f for session in sessions for f in live_files(session)
              if str(f.id) == file_id and f.filename == filename.removesuffix(".metadata")
              and f.status == FileStatus.COMPLETED and (core_metadata_sha256(f) or not metadata)]
     if not match:
@@ -68,6 +66,45 @@ def stage_file(request):
                              last_modified=f.received_at)
     _check_range(request, response)
     return _private(response)
+
+
+@upload2_view(route_name="upload2.stage", request_method="GET")
+def stage_index(request):
+    session = loading.live_stage(request)
+    return _index(request, [session], "upload2.stage.project", session.token)
+
+
+@upload2_view(route_name="upload2.stage.project", request_method="GET")
+def stage_project(request):
+    session = loading.live_stage(request)
+    return _project(request, [session], "upload2.stage.file", session.token)
+
+
+@upload2_view(route_name="upload2.stage.file", request_method="GET")
+def stage_file(request):
+    return _file(request, [loading.live_stage(request)])
+
+
+def _group_sessions(request):
+    group = loading.live_group_stage(request)
+    return group, [s for s in group.sessions if s.status not in TERMINAL_PUBLISHING]
+
+
+@upload2_view(route_name="upload2.group.stage", request_method="GET")
+def group_stage_index(request):
+    group, sessions = _group_sessions(request)
+    return _index(request, sessions, "upload2.group.stage.project", group.token)
+
+
+@upload2_view(route_name="upload2.group.stage.project", request_method="GET")
+def group_stage_project(request):
+    group, sessions = _group_sessions(request)
+    return _project(request, sessions, "upload2.group.stage.file", group.token)
+
+
+@upload2_view(route_name="upload2.group.stage.file", request_method="GET")
+def group_stage_file(request):
+    return _file(request, _group_sessions(request)[1])
 
 
 def _check_range(request, response) -> None:

@@ -40,6 +40,9 @@ def session_links(request, session) -> dict:
         # Extensions under the PEP's vendor prefix: clients that do not know them ignore them.
         "vnd-upload2-preflight": request.route_url("upload2.preflight", token=token),
         "vnd-upload2-diff": request.route_url("upload2.diff", token=token),
+        # The release group it belongs to, if any (views/groups.py).
+        **({"vnd-upload2-group": request.route_url("upload2.group", token=session.group.token)}
+           if session.group_id is not None else {}),
     }
 
 
@@ -185,6 +188,14 @@ def extend_file(request):
 
 
 @upload2_view(route_name="upload2.root")
+@upload2_view(route_name="upload2.groups")
+@upload2_view(route_name="upload2.group")
+@upload2_view(route_name="upload2.group.sessions")
+@upload2_view(route_name="upload2.group.session")
+@upload2_view(route_name="upload2.group.publish")
+@upload2_view(route_name="upload2.group.extend")
+@upload2_view(route_name="upload2.group.preflight")
+@upload2_view(route_name="upload2.group.unschedule")
 @upload2_view(route_name="upload2.session")
 @upload2_view(route_name="upload2.publish")
 @upload2_view(route_name="upload2.extend")
@@ -203,12 +214,18 @@ def method_not_allowed(request):
 
 
 ALLOWED_METHODS = {
-    "upload2.root": "POST",
+    "upload2.root": "GET, HEAD, POST",
+    "upload2.groups": "POST",
+    "upload2.group": "GET, HEAD, DELETE",
+    "upload2.group.session": "DELETE",
+    "upload2.group.preflight": "GET, HEAD",
     "upload2.session": "GET, HEAD, DELETE",
     "upload2.file": "GET, HEAD, DELETE",
     "upload2.file.bytes": "POST",
     "upload2.preflight": "GET, HEAD",
     "upload2.diff": "GET, HEAD",
+    **dict.fromkeys(["upload2.group.sessions", "upload2.group.publish", "upload2.group.extend",
+                     "upload2.group.unschedule"], "POST"),
     **dict.fromkeys(["upload2.publish", "upload2.extend", "upload2.unschedule", "upload2.upload",
                      "upload2.file.complete", "upload2.file.extend"], "POST"),
 }

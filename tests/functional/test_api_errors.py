@@ -92,7 +92,7 @@ def test_urls_outside_the_root_keep_the_hosts_own_errors(testapp):
 # --- 405 ------------------------------------------------------------------------------------
 
 ALLOWED = {
-    "root": {"POST"},
+    "root": {"GET", "HEAD", "POST"},  # GET: the links of this index's extensions
     "session": {"GET", "HEAD", "DELETE"},
     "upload": {"POST"},
     "publish": {"POST"},
