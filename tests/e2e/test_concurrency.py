@@ -281,3 +281,76 @@ def test_concurrent_session_creations_by_one_user(clients, dbsession, dist_dir, 
     live = list(dbsession.scalars(sa.select(PublishingSession).where(PublishingSession.status.in_(LIVE))))
     assert len(live) == 1 and live[0].version == "1.0"
     dbsession.rollback()
+
+
+GROUPED = ("core", "core-cli", "core-plugins")
+
+
+def _staged_group(clients, server, dist_dir):
+    """alice's three sessions, two wheels each, in one release group."""
+    alice = clients("alice")
+    sessions = []
+    for name in GROUPED:
+        session = alice.create_session(name, "1.0").json()
+        for tag in ("py3-none-any", "py2.py3-none-any"):
+            alice.upload(session, build_wheel(dist_dir, name, "1.0", tag=tag))
+        sessions.append(session)
+    groups = httpx.get(f"{server}/2.0/").json()["links"]["vnd-upload2-groups"]
+    created = alice.post(groups, {"sessions": [s["session-token"] for s in sessions]})
+    assert created.status_code == 201, created.text
+    return alice, sessions, created.json()
+
+
+def _published(dbsession) -> dict[str, int]:
+    """How many files each project has published."""
+    rows = dbsession.execute(sa.select(Project.normalized_name, sa.func.count(ReleaseFile.id))
+                             .join(Release, Release.project_id == Project.id)
+                             .join(ReleaseFile, ReleaseFile.release_id == Release.id)
+                             .group_by(Project.normalized_name)).all()
+    dbsession.rollback()
+    return dict(rows)
+
+
+def test_concurrent_group_publishes_racing_single_publishes(clients, server, dbsession, storage_dir, dist_dir):
+    alice, sessions, group = _staged_group(clients, server, dist_dir)
+    connections = clients.connections(alice)
+    # Five publishes of the group, and each member published alone (refused while grouped),
+    # locking the rows from both ends at once.
+    results = race(*[lambda c=c: c.post(group["links"]["publish"]) for c in connections[:5]],
+                   *[lambda c=c, s=s: c.publish(s) for c, s in zip(connections[5:], sessions)])
+
+    groups, singles = results[:5], results[5:]
+    assert statuses(groups) == {201: 1, 409: 4}, [r.text for r in groups]
+    assert statuses(singles) == {409: 3}, [r.text for r in singles]
+    assert all(r.json()["errors"][0]["source"] in ("vnd-upload2-group", "status") for r in singles)
+    assert _published(dbsession) == dict.fromkeys(GROUPED, 2)
+    assert list(dbsession.scalars(sa.select(PublishingSession.status))) == [PublishingStatus.PUBLISHED] * 3
+    dbsession.rollback()
+    assert_no_orphans(dbsession, storage_dir)
+
+
+def test_concurrent_group_publishes_racing_a_member_leaving_and_publishing_alone(clients, server, dbsession,
+                                                                                 storage_dir, dist_dir):
+    alice, sessions, group = _staged_group(clients, server, dist_dir)
+    connections = clients.connections(alice)
+    leaving = group["sessions"][0]
+    results = race(*[lambda c=c: c.post(group["links"]["publish"]) for c in connections[:4]],
+                   *[lambda c=c: c.http.delete(leaving["remove"]) for c in connections[4:6]],
+                   *[lambda c=c: c.publish(sessions[0]) for c in connections[6:]])
+
+    groups, removals, alone = results[:4], results[4:6], results[6:]
+    assert statuses(groups) == {201: 1, 409: 3}, [r.text for r in groups]
+    assert set(statuses(removals)) <= {200, 409} and set(statuses(alone)) <= {201, 409}
+    assert sum(r.status_code == 201 for r in alone) <= 1
+    published_group = next(r for r in groups if r.status_code == 201).json()
+    members = [m["name"] for m in published_group["sessions"]]
+    # No partial publish: what the group held when it published is published, all of it; core
+    # went public with the group, or alone after leaving it, or not at all, but only once.
+    assert all(m["status"] == "published" for m in published_group["sessions"])
+    published = _published(dbsession)
+    assert {name: published.get(name, 0) for name in GROUPED[1:]} == dict.fromkeys(GROUPED[1:], 2)
+    core_alone = any(r.status_code == 201 for r in alone)
+    assert published.get("core", 0) == (2 if "core" in members or core_alone else 0)
+    assert not ("core" in members and core_alone)
+    dbsession.rollback()
+    assert_no_orphans(dbsession, storage_dir)

@@ -162,3 +162,32 @@ def test_a_broken_wheel_replaced_in_the_stage_is_what_pip_gets(server, upload2, 
     upload2.publish(session)
     venv.install(f"{server}/simple/", "foo==1.0")
     assert venv.greet() == "fixed"
+
+
+def test_pip_installs_every_project_of_a_release_group_from_its_stage(server, upload2, venv, dist_dir):
+    """A monorepo's three projects, one requiring the others: pip resolves all three from the
+    group's one stage URL, and from the public index once the group is published."""
+    requires = {"core": [], "core-cli": ["core==1.0"], "core-plugins": ["core==1.0", "core-cli==1.0"]}
+    sessions = []
+    for name, deps in requires.items():
+        session = upload2.create_session(name, "1.0")
+        upload2.upload(session, build_wheel(dist_dir, name, "1.0", requires_dist=deps,
+                                            module_source=greeting(f"hello from {name}")))
+        sessions.append(session)
+    groups = httpx.get(f"{server}/2.0/").json()["links"]["vnd-upload2-groups"]
+    group = upload2.post(groups, {"sessions": [s["session-token"] for s in sessions]}, status=201).json()
+    public = f"{server}/simple/"
+
+    venv.install(group["links"]["stage"], "core-plugins==1.0")
+    for name in requires:
+        module = name.replace("-", "_")
+        result = venv.run(f"import {module}; print({module}.greet())")
+        assert result.returncode == 0 and result.stdout.strip() == f"hello from {name}", result.stderr
+    venv.pip("uninstall", "-y", *requires)
+    assert venv.install(public, "core-plugins==1.0", check=False).returncode != 0
+
+    assert upload2.post(group["links"]["publish"], status=201).json()["status"] == "published"
+    venv.install(public, "core-plugins==1.0")
+    assert venv.run("import core, core_cli, core_plugins").returncode == 0
+    venv.pip("uninstall", "-y", *requires)
+    assert venv.install(group["links"]["stage"], "core==1.0", check=False).returncode != 0

@@ -34,13 +34,21 @@ def _file(http, session, filename, mechanism) -> str:
 
 
 def _targets(base, token) -> dict[str, str]:
-    """A session with one file upload session per mechanism, for the file operations."""
+    """A session with one file upload session per mechanism, for the file operations, and a
+    release group."""
     with httpx.Client(auth=("__token__", token), timeout=30) as http:
         created = http.post(f"{base}/2.0/", headers={"Content-Type": CT},
                             json={"meta": META, "name": "st-probe", "version": "1.0"})
         assert created.status_code == 201, created.text
         session = created.json()
-        return {"ST_TOKEN": session["session-token"],
+        # A release group of a session of its own, for the group operations.
+        grouped = http.post(f"{base}/2.0/", headers={"Content-Type": CT},
+                            json={"meta": META, "name": "st-group-probe", "version": "1.0"}).json()
+        group = http.post(f"{base}/2.0/groups/", headers={"Content-Type": CT},
+                          json={"meta": META, "sessions": [grouped["session-token"]]})
+        assert group.status_code == 201, group.text
+        return {"ST_TOKEN": session["session-token"], "ST_GROUP": group.json()["group-token"],
+                "ST_GROUPED": grouped["session-token"],
                 "ST_WHEEL": _file(http, session, "st_probe-1.0-py3-none-any.whl", "http-post-bytes"),
                 "ST_SDIST": _file(http, session, "st_probe-1.0.tar.gz", "vnd-upload2-resumable-v1")}
 
