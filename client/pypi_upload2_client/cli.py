@@ -1,4 +1,4 @@
-"""``pypi-upload2``: the release client's commands (``upload``, ``session``), and those of any
+"""``pypi-upload2``: the release client's commands (``upload``, ``session``, ``group``), and those of any
 installed distribution that registers an ``add_commands(parser, commands, sessions)`` in the
 entry-point group ``pypi_upload2.commands`` (the server adds ``db``, ``user``, ``token``,
 ``project`` and ``session list`` this way), so one command name serves both installs."""

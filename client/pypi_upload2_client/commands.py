@@ -1,4 +1,4 @@
-"""``pypi-upload2 upload`` and ``pypi-upload2 session``: the options and the report.
+"""``pypi-upload2 upload``, ``pypi-upload2 session`` and ``pypi-upload2 group``: the options and the report.
 
 Exit status: 0 done; 1 the upload, the test install or the publish failed; 2 bad options or
 credentials; 3 the index was still processing when --wait-timeout ran out; 130 interrupted (Ctrl+C).
@@ -16,7 +16,7 @@ import threading
 import urllib.parse
 from pathlib import Path
 
-from . import config, dists as dists_module, review
+from . import config, dists as dists_module, groups, review
 from .api import Api, Cancelled, ProblemError, TransientError, problem_json
 from .flow import FAILED, INTERRUPTED, OK, TIMED_OUT, USAGE, Flow, resume_commands
 from .progress import Reporter, make_console
@@ -71,7 +71,7 @@ def _output_options(parser) -> None:
 
 
 def add_commands(subparsers):
-    """Add ``upload`` and ``session``; returns the ``session`` actions, for the server's own."""
+    """Add ``upload``, ``session`` and ``group``; returns the ``session`` actions, for the server's own."""
     up = subparsers.add_parser(
         "upload", help="upload distributions to an index (Upload 2.0, legacy fallback)",
         description="Upload FILES: one publishing session per release (name and version), files in parallel, "
@@ -96,6 +96,9 @@ def add_commands(subparsers):
                       help="the public simple index, for dependencies in --test-install and the printed pip "
                            "command (default: <repository origin>/simple/)")
     _publish_after_option(flow)
+    flow.add_argument("--group", action=argparse.BooleanOptionalAction, default=None,
+                      help="publish the releases together, all or none, in one release group where the index "
+                           "offers them (default: when files of several projects are given)")
     flow.add_argument("--join", action="store_true",
                       help="add the files to an already open session of the release instead of failing")
     flow.add_argument("--protocol", choices=("auto", "2.0", "legacy"), default="auto",
@@ -136,6 +139,22 @@ def add_commands(subparsers):
         config.add_options(sub)
         _output_options(sub)
         sub.set_defaults(client=session_command)
+
+    group = subparsers.add_parser("group", help="show, publish or cancel a release group",
+                                  description="Act on a release group (the index's extension) by its URL, as "
+                                              "`upload --stage` prints it.")
+    group_actions = group.add_subparsers(dest="action", required=True)
+    for action, text in {"status": "show the group's state and sessions",
+                         "publish": "publish every session of the group, or none, and wait until published",
+                         "cancel": "cancel the group and every session in it"}.items():
+        sub = group_actions.add_parser(action, help=text, description=text)
+        sub.add_argument("group_url", metavar="GROUP_URL")
+        if action == "publish":
+            _wait_option(sub)
+            _publish_after_option(sub)
+        config.add_options(sub)
+        _output_options(sub)
+        sub.set_defaults(client=group_command)
     return actions
 
 
@@ -189,7 +208,7 @@ def _collect(paths: list[str]) -> list[dists_module.Dist]:
 def upload_command(args) -> int:
     reporter = _reporter(args)
     report = {"protocol": None, "repository": None, "ok": False, "stage": args.stage, "sessions": [],
-              "files": [], "test-install": None, "error": None, "timed-out": False}
+              "group": None, "files": [], "test-install": None, "error": None, "timed-out": False}
     # ``--test-install dist/foo.whl``: argparse took a file for the command.
     if args.test_install and os.path.isfile(args.test_install) and args.test_install.endswith(DIST_SUFFIXES):
         args.files.insert(0, args.test_install)
@@ -223,6 +242,7 @@ def upload_command(args) -> int:
         api.close()
     report["ok"] = code == OK
     report["sessions"] = [r.as_json() for r in flow.releases]
+    report["group"] = flow.group.as_json() if flow.group else None
     _emit(args, report)
     return code
 
@@ -243,18 +263,27 @@ def _fail(args, reporter, report, message: str, code: int) -> int:
 UNSCHEDULE = "vnd-upload2-unschedule"
 
 
-def session_command(args) -> int:
-    reporter = _reporter(args)
-    report = {"action": args.action, "session": None, "ok": False, "error": None, "timed-out": False}
+def _open(args, reporter: Reporter, report: dict, url: str):
+    """For a ``session`` or ``group`` action on ``url``: its repository, an Api and an Uploader;
+    or the exit status of a usage error, reported."""
     try:
-        repository = config.resolve(args, url=args.session_url)
+        repository = config.resolve(args, url=url)
     except config.ConfigError as exc:
         return _fail(args, reporter, report, str(exc), USAGE)
     if repository.credentials is None:
         return _fail(args, reporter, report, "no credentials: pass --token or -u/-p, or set UPLOAD2_TOKEN", USAGE)
     api = _api(args, repository, reporter)
-    uploader = Uploader(api, reporter, Options(wait_timeout=getattr(args, "wait_timeout", WAIT_TIMEOUT),
-                                               publish_after=getattr(args, "publish_after", None)))
+    return repository, api, Uploader(api, reporter, Options(wait_timeout=getattr(args, "wait_timeout", WAIT_TIMEOUT),
+                                                            publish_after=getattr(args, "publish_after", None)))
+
+
+def session_command(args) -> int:
+    reporter = _reporter(args)
+    report = {"action": args.action, "session": None, "ok": False, "error": None, "timed-out": False}
+    opened = _open(args, reporter, report, args.session_url)
+    if isinstance(opened, int):
+        return opened
+    repository, api, uploader = opened
     release = Release("the session", "", [], session={"links": {"session": repository.url}})
     code = OK
     try:
@@ -276,22 +305,8 @@ def session_command(args) -> int:
             uploader.refresh(release)
         elif args.action in ("preflight", "diff"):
             report[args.action] = _review(api, reporter, release, args.action)
-    except (ProblemError, TransientError, FileFailed, WaitTimeout, KeyboardInterrupt) as exc:
-        reason = exc.reason if isinstance(exc, FileFailed) else exc
-        code = FAILED
-        if isinstance(exc, KeyboardInterrupt):
-            lines, code = ["interrupted"], INTERRUPTED
-        elif isinstance(exc, WaitTimeout):
-            lines = [str(exc), *resume_commands(release.label, repository.url).splitlines()]
-            code, report["timed-out"] = TIMED_OUT, True
-        elif isinstance(exc, ProblemError) and exc.status == 404:
-            lines = ["no such session (it may have ended and been purged)", *exc.lines()]
-        else:
-            lines = reason.lines() if isinstance(reason, ProblemError) else str(reason).splitlines()
-        reporter.error(lines[:1] if code == TIMED_OUT else lines)
-        if code == TIMED_OUT:  # the commands, unindented, for copying
-            reporter.result("\n".join(lines[1:]))
-        report["error"] = problem_json(reason if isinstance(reason, ProblemError) else lines)
+    except FAILURES as exc:
+        code = _failed(exc, reporter, report, "session", resume_commands(release.label, repository.url))
     finally:
         api.close()
     body = release.session if release.session.get("status") else None
@@ -302,6 +317,30 @@ def session_command(args) -> int:
     report["session"] = body
     report["ok"] = code == OK
     _emit(args, report)
+    return code
+
+
+FAILURES = (ProblemError, TransientError, FileFailed, WaitTimeout, KeyboardInterrupt)
+
+
+def _failed(exc, reporter: Reporter, report: dict, what: str, resume: str) -> int:
+    """Report a failed ``session`` or ``group`` action; its exit status. ``resume``: the
+    commands that pick up a publish --wait-timeout stopped waiting for."""
+    reason = exc.reason if isinstance(exc, FileFailed) else exc
+    code = FAILED
+    if isinstance(exc, KeyboardInterrupt):
+        lines, code = ["interrupted"], INTERRUPTED
+    elif isinstance(exc, WaitTimeout):
+        lines = [str(exc), *resume.splitlines()]
+        code, report["timed-out"] = TIMED_OUT, True
+    elif isinstance(exc, ProblemError) and exc.status == 404:
+        lines = [f"no such {what} (it may have ended and been purged)", *exc.lines()]
+    else:
+        lines = reason.lines() if isinstance(reason, ProblemError) else str(reason).splitlines()
+    reporter.error(lines[:1] if code == TIMED_OUT else lines)
+    if code == TIMED_OUT:  # the commands, unindented, for copying
+        reporter.result("\n".join(lines[1:]))
+    report["error"] = problem_json(reason if isinstance(reason, ProblemError) else lines)
     return code
 
 
@@ -332,3 +371,32 @@ def _show_session(reporter: Reporter, body: dict, url: str) -> None:
         lines += [f"    notice: {n}" for n in entry.get("notices") or ()]
     lines += [f"notice: {n}" for n in body.get("notices") or ()]
     reporter.result("\n".join(lines))
+
+
+# -- group ---------------------------------------------------------------------------------------
+
+def group_command(args) -> int:
+    reporter = _reporter(args)
+    report = {"action": args.action, "group": None, "ok": False, "error": None, "timed-out": False}
+    opened = _open(args, reporter, report, args.group_url)
+    if isinstance(opened, int):
+        return opened
+    repository, api, uploader = opened
+    group, code = None, OK
+    try:
+        group = groups.refresh(api, groups.Group({"links": {"group": repository.url}}))
+        if args.action == "cancel":
+            groups.cancel(api, group)
+        elif args.action == "publish" and group.status != "published":  # a re-run is no error
+            groups.publish(uploader, group)
+    except FAILURES as exc:
+        code = _failed(exc, reporter, report, "release group", groups.resume_commands(repository.url))
+    finally:
+        api.close()
+    if group is not None and group.status:
+        if code in (OK, FAILED, TIMED_OUT):
+            reporter.result("\n".join(groups.lines(group.body, repository.url)))
+        report["group"] = group.body
+    report["ok"] = code == OK
+    _emit(args, report)
+    return code

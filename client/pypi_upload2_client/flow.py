@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import urllib.parse
 
-from . import dists as dists_module, legacy, testinstall
+from . import dists as dists_module, groups, legacy, testinstall
 from .api import Api, Cancelled, ProblemError, TransientError, problem_json
 from .progress import Reporter
 from .upload import (ENDED, PUBLISH_AFTER, FileFailed, FileResult, NoUpload2, Options, Release, SessionExists,
@@ -50,6 +50,7 @@ class Flow:
         self.args, self.api, self.reporter, self.repository = args, api, reporter, repository
         self.public, self.report = public, report
         self.releases: list[Release] = []
+        self.group: groups.Group | None = None
         self.uploader = Uploader(api, reporter, Options(
             parallel=args.parallel, stage=args.stage, resumable=args.resumable,
             resumable_threshold=args.resumable_threshold, chunk_size=args.chunk_size, join=args.join,
@@ -84,6 +85,8 @@ class Flow:
                                 f"{exc.location}"], problem=exc.problem)
         except (ProblemError, TransientError) as exc:
             return self.failed(problem=exc)
+        if (refused := self.make_group()) is not None:
+            return refused
         if self.args.test_install is not None and not all(r.links.get("stage") for r in self.releases):
             return self.failed(["the index offers no stage preview, so --test-install cannot install from it"])
 
@@ -104,13 +107,33 @@ class Flow:
             return self.failed(["the test install failed; nothing was published"],
                                cancel=self.args.cancel_on_failure, shown=True)
         if self.args.stage:
-            for release in self.releases:
-                self.staged(release)
+            self.show_staged()
             return OK
-        return self.publish()
+        return self.publish_group() if self.group else self.publish()
+
+    def make_group(self) -> int | None:
+        """Join the sessions in a release group, the index's extension: asked for with
+        --group, and automatic for several projects (one release each) unless --no-group.
+        Without the extension, the releases publish one by one (an error with --group)."""
+        several = len({r.name for r in self.releases}) == len(self.releases) > 1
+        if self.args.group is False or (self.args.group is None and not several):
+            return None
+        if not several:
+            return self.failed(["--group needs one release of each of several projects"])
+        try:
+            self.group = groups.create(self.api, self.repository.url, self.releases)
+        except groups.NoGroups as exc:
+            if self.args.group:
+                return self.failed([str(exc)])
+            self.reporter.warn(f"{exc}: each release is published on its own")
+            return None
+        except (ProblemError, TransientError) as exc:
+            return self.failed(problem=exc)
+        self.reporter.info(f"release group {self.group.url}: " + ", ".join(r.label for r in self.releases))
+        return None
 
     def test_install(self) -> bool:
-        stages = [r.links["stage"] for r in self.releases]
+        stages = [self.group.stage] if self.group else [r.links["stage"] for r in self.releases]
         requirements = [f"{r.name}=={r.version}" for r in self.releases]
         modules = sorted({m for r in self.releases for f in r.files for m in dists_module.top_level_modules(f.dist)})
         if not modules and not self.args.test_install:
@@ -151,6 +174,48 @@ class Flow:
             self.reporter.result(f"{release.label}: published {_count(len(release.files), 'file')} ({project})")
         return OK
 
+    def publish_group(self) -> int:
+        """Every release at once, or none: the group's one publish."""
+        try:
+            for release in self.releases:
+                self.uploader.wait_for_files(release)
+            groups.publish(self.uploader, self.group)
+        except WaitTimeout as exc:
+            return self.timed_out(f"{exc}; the index has not finished publishing it",
+                                  [groups.resume_commands(self.group.url)])
+        except (ProblemError, TransientError, FileFailed) as exc:
+            reason = exc.reason if isinstance(exc, FileFailed) else exc
+            first, *rest = _lines(reason)
+            lines = [f"the release group: publishing failed: {first}", *rest, "nothing of it was published"]
+            self.reporter.error(lines)
+            self.show_staged()
+            self.report["error"] = problem_json(reason if isinstance(reason, ProblemError) else lines)
+            return FAILED
+        when = self.group.body.get(PUBLISH_AFTER)
+        for release in self.releases:
+            self.uploader.refresh(release)
+            project = urllib.parse.urljoin(self.public, f"{release.name}/")
+            done = f"scheduled to publish at {when}" if when else "published"
+            self.reporter.result(f"{release.label}: {done} {_count(len(release.files), 'file')} ({project})")
+        if when:
+            self.reporter.result(f"before then: pypi-upload2 group status {self.group.url}")
+        return OK
+
+    def show_staged(self) -> None:
+        """What is left staged: the group (its own commands), or each release."""
+        if self.group is None or self.group.status in ENDED:
+            for release in self.releases:
+                self.staged(release)
+            return
+        url, stage = self.group.url, self.group.stage
+        lines = ["the release group is staged, not published: "
+                 + ", ".join(r.label for r in self.releases), f"  group:   {url}"]
+        if stage:
+            pip = testinstall.pip_line([stage], self.public, [f"{r.name}=={r.version}" for r in self.releases])
+            lines += [f"  stage:   {stage}", f"  test:    {pip}"]
+        lines += [f"  publish: pypi-upload2 group publish {url}", f"  cancel:  pypi-upload2 group cancel {url}"]
+        self.reporter.result("\n".join(lines))
+
     def staged(self, release: Release) -> None:
         url, stage = release.links["session"], release.links.get("stage")
         lines = [f"{release.label} is staged, not published:", f"  session: {url}"]
@@ -160,11 +225,12 @@ class Flow:
         lines += [f"  publish: pypi-upload2 session publish {url}", f"  cancel:  pypi-upload2 session cancel {url}"]
         self.reporter.result("\n".join(lines))
 
-    def timed_out(self, message: str, releases: list[Release]) -> int:
-        """``--wait-timeout`` ran out: keep the sessions and say how to pick them up."""
+    def timed_out(self, message: str, releases: list[Release] | list[str]) -> int:
+        """``--wait-timeout`` ran out: keep the sessions and say how to pick them up (or
+        ``releases`` are those lines already)."""
         self.reporter.stop()
         self.reporter.error(message)
-        blocks = [resume_commands(r.label, r.links["session"]) for r in releases]
+        blocks = [r if isinstance(r, str) else resume_commands(r.label, r.links["session"]) for r in releases]
         for block in blocks:
             self.reporter.result(block)
         self.report["error"], self.report["timed-out"] = problem_json([message, *blocks]), True
@@ -189,6 +255,9 @@ class Flow:
         return FAILED
 
     def cleanup(self, cancel: bool, api: Api | None = None) -> None:
+        if not cancel and self.group is not None and self.group.status not in ENDED:
+            self.show_staged()
+            return
         for release in self.releases:
             if release.session is None or release.status in ENDED:
                 continue
@@ -201,6 +270,13 @@ class Flow:
                                         f"{str(exc).splitlines()[0]}")
             else:
                 self.staged(release)
+        if (cancel and self.group is not None and self.group.created and self.group.status not in ENDED
+                and all(r.created for r in self.releases)):
+            try:  # emptied by the cancels above
+                groups.cancel(api or self.api, self.group)
+                self.reporter.result("the release group: canceled")
+            except (ProblemError, TransientError, Cancelled) as exc:
+                self.reporter.error(f"could not cancel the release group {self.group.url}: {str(exc).splitlines()[0]}")
 
     def interrupted(self) -> int:
         """Ctrl+C: cancel the sessions this run created, unless staging (the PEP's advice)."""

@@ -64,7 +64,7 @@ def seconds(value: float) -> str:
 PUBLISH_AFTER = "vnd-upload2-publish-after"
 
 
-def _schedule(publish_after: str | None) -> dict:
+def schedule(publish_after: str | None) -> dict:
     return {PUBLISH_AFTER: publish_after} if publish_after else {}
 
 
@@ -199,29 +199,45 @@ class Uploader:
         """Publish and wait for ``published``; raise FileFailed with the reason otherwise, or
         WaitTimeout. A session already ``processing`` (a publish an earlier run stopped waiting
         for) is only waited for, and files still being verified are waited for first."""
-        url, headers = release.links["session"], None
-        if release.status == "open" and _files_processing(release.session):
-            body, _ = self.wait(release.label, url, release.session, None, _files_processing,
-                                "files are still being verified")
-            release.session = _check_session(body, url)
-        if release.status != "processing":
+        self.wait_for_files(release)
+
+        def keep(body):
+            release.session = body
+
+        self.publish_and_wait(release.label, release.links["session"], release.session, _check_session, keep)
+        if release.session.get(PUBLISH_AFTER):
+            return  # scheduled: the index publishes it then
+        if release.status != "published":
+            notices = release.session.get("notices") or []
+            raise FileFailed(f"the session's status is {release.status}" + "".join(f"\n{n}" for n in notices))
+
+    def publish_and_wait(self, label: str, url: str, body: dict, check, keep) -> None:
+        """POST the ``publish`` link of ``body`` (the status of ``url``, a session or a release
+        group) unless it is processing already, then wait while it is; each body, through
+        ``check``, goes to ``keep`` (so a WaitTimeout leaves the latest one kept)."""
+        headers = None
+        if body.get("status") != "processing":
             try:
-                reply = self.api.post(release.links["publish"], _schedule(self.options.publish_after))
+                reply = self.api.post(body["links"]["publish"], schedule(self.options.publish_after))
             except ProblemError as exc:
                 if not (exc.retried and exc.status == 409):
                     raise
                 reply = self.api.get(url)  # an earlier attempt may have been accepted
                 if (reply.body or {}).get("status") not in ("processing", "published"):
                     raise exc
-            release.session, headers = _check_session(reply.body, url), reply.headers
-        if release.session.get(PUBLISH_AFTER):
-            return  # scheduled: the index publishes it then
-        if release.status == "processing":
-            body, _ = self.wait(release.label, url, release.session, headers, _processing, "publishing")
+            body, headers = check(reply.body, url), reply.headers
+            keep(body)
+        if processing(body) and not body.get(PUBLISH_AFTER):
+            body, _ = self.wait(label, url, body, headers, processing, "publishing")
+            keep(check(body, url))
+
+    def wait_for_files(self, release: Release) -> None:
+        """Before a publish: wait while the index is still verifying files of the session."""
+        if release.status == "open" and _files_processing(release.session):
+            url = release.links["session"]
+            body, _ = self.wait(release.label, url, release.session, None, _files_processing,
+                                "files are still being verified")
             release.session = _check_session(body, url)
-        if release.status != "published":
-            notices = release.session.get("notices") or []
-            raise FileFailed(f"the session's status is {release.status}" + "".join(f"\n{n}" for n in notices))
 
     def _poll_delay(self, headers=None) -> float:
         return retry_after(headers, 1.0)
@@ -416,7 +432,7 @@ class Uploader:
                 self._discard(result)
                 raise FileFailed(exc)
             body, headers = None, None  # an earlier attempt may have been accepted: ask
-        body, headers = self.wait(result.dist.filename, link, body, headers, _processing,
+        body, headers = self.wait(result.dist.filename, link, body, headers, processing,
                                   "the index is verifying it")
         result.notices = list(body.get("notices") or result.notices)
         if body.get("status") != "completed":
@@ -436,12 +452,12 @@ class Uploader:
             pass  # best effort: the server expires it anyway
 
 
-def _processing(body) -> bool:
+def processing(body) -> bool:
     return isinstance(body, dict) and body.get("status") == "processing"
 
 
 def _files_processing(session: dict) -> bool:
-    return any(_processing(f) for f in (session.get("files") or {}).values())
+    return any(processing(f) for f in (session.get("files") or {}).values())
 
 
 class _Busy(Exception):

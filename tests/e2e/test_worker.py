@@ -133,6 +133,17 @@ def call(client, url, body=None, expected=None) -> httpx.Response:
     return response
 
 
+def upload_wheel(client, session, wheel) -> None:
+    """One file through ``http-post-bytes``: created, sent, completed."""
+    data = wheel.read_bytes()
+    file_session = call(client, session["links"]["upload"], {
+        "filename": wheel.name, "size": len(data), "hashes": {"sha256": hashlib.sha256(data).hexdigest()},
+        "mechanism": "http-post-bytes"}, 202).json()
+    client.post(file_session["mechanism"]["file_url"], content=data,
+                headers={"Content-Type": "application/octet-stream"}).raise_for_status()
+    call(client, file_session["links"]["complete"], expected=201)
+
+
 def settled(client, url, transient="processing") -> dict:
     """Poll a status URL, as a client waiting on a 202 does, until it leaves ``transient``."""
     def poll():

@@ -5,12 +5,11 @@ it at that time and the worker publishes it."""
 from __future__ import annotations
 
 import datetime
-import hashlib
 
 import httpx
 
 from tests.conftest import build_wheel
-from tests.e2e.test_worker import base, call, client, ini, redis_url, settled, token, worker  # noqa: F401
+from tests.e2e.test_worker import base, call, client, ini, redis_url, settled, token, upload_wheel, worker  # noqa: F401
 
 KEY = "vnd-upload2-publish-after"
 
@@ -18,13 +17,7 @@ KEY = "vnd-upload2-publish-after"
 def test_a_publish_scheduled_two_seconds_ahead_is_published_by_beat(worker, base, client, dist_dir):
     session = call(client, f"{base}/2.0/", {"name": "foo", "version": "1.0"}, 201).json()
     wheel = build_wheel(dist_dir, "foo", "1.0")
-    data = wheel.read_bytes()
-    file_session = call(client, session["links"]["upload"], {
-        "filename": wheel.name, "size": len(data), "hashes": {"sha256": hashlib.sha256(data).hexdigest()},
-        "mechanism": "http-post-bytes"}, 202).json()
-    client.post(file_session["mechanism"]["file_url"], content=data,
-                headers={"Content-Type": "application/octet-stream"}).raise_for_status()
-    call(client, file_session["links"]["complete"], expected=201)
+    upload_wheel(client, session, wheel)
 
     when = datetime.datetime.now(datetime.UTC).replace(microsecond=0) + datetime.timedelta(seconds=2)
     scheduled = call(client, session["links"]["publish"], {KEY: when.strftime("%Y-%m-%dT%H:%M:%SZ")}, 202).json()
