@@ -238,3 +238,25 @@ def test_the_stage_diff_without_the_hosts_archives_compares_files_only(host, ali
     assert body["notices"] == ["The published release's core metadata is not available to compare.",
                                "The published wheels cannot be read: modules and entry points are not compared."]
     assert alice.get(later["links"]["vnd-upload2-preflight"]).json["errors"] == []
+
+
+def test_a_release_group_publishes_into_the_hosts_rows_all_or_none(host, alice, dist_dir, dbsession):
+    """Release groups go through the host's adapters: its authorization, filename holds and publisher."""
+    sessions = []
+    for name in ("core", "core-cli"):
+        session = alice.create_session(name, "1.0").json
+        alice.upload(session, build_wheel(dist_dir, name, "1.0"))
+        sessions.append(session)
+    groups = host.get("/2.0/").json["links"]["vnd-upload2-groups"]
+    group = alice.post(groups, {"sessions": [s["session-token"] for s in sessions]}, status=201).json
+    # The host holds one of the filenames (another door): nothing of either project is published.
+    dbsession.add(FilenameHold(filename="core_cli-1.0-py3-none-any.whl"))
+    dbsession.commit()
+    assert_problem(alice.post(group["links"]["publish"], status=409), 409, source="core_cli-1.0-py3-none-any.whl")
+    assert dbsession.scalar(sa.select(sa.func.count()).select_from(Artifact)) == 0
+    dbsession.execute(sa.delete(FilenameHold))
+    dbsession.commit()
+    assert alice.post(group["links"]["publish"], status=201).json["status"] == "published"
+    assert set(dbsession.scalars(sa.select(Package.canonical))) == {"core", "core-cli"}
+    assert dbsession.scalar(sa.select(sa.func.count()).select_from(Artifact)) == 2
+    dbsession.commit()
