@@ -59,13 +59,12 @@ def _groups_link(api: Api, url: str) -> str | None:
 
 
 def create(api: Api, root: str, releases: list[Release]) -> Group:
-    """A group of ``releases``' sessions. The link is at the Upload 2.0 root: ``root`` when the
-    client was given it, else (given the legacy URL, which takes 2.0 requests too) this
-    server's, two levels above a session's status URL (``<root>sessions/<token>/``)."""
-    session_root = urllib.parse.urljoin(releases[0].links["session"], "../../")
-    url = next(filter(None, (_groups_link(api, u) for u in dict.fromkeys([root, session_root]))), None)
+    """A group of ``releases``' sessions, created at the link their sessions give (the client
+    may have been given the legacy URL, which takes 2.0 requests too), or at the 2.0 root's."""
+    link = releases[0].links.get(GROUPS)
+    url = link or _groups_link(api, root)
     if url is None:
-        raise NoGroups(f"{root} offers no release groups (no {GROUPS} link at its root)")
+        raise NoGroups(f"{root} offers no release groups (no {GROUPS} link at its root or of its sessions)")
     reply = api.post(url, {"sessions": [r.session["session-token"] for r in releases]})
     return Group(check(reply.body, url), created=True)
 

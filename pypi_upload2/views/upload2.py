@@ -40,7 +40,8 @@ def session_links(request, session) -> dict:
         # Extensions under the PEP's vendor prefix: clients that do not know them ignore them.
         "vnd-upload2-preflight": request.route_url("upload2.preflight", token=token),
         "vnd-upload2-diff": request.route_url("upload2.diff", token=token),
-        # The release group it belongs to, if any (views/groups.py).
+        # Where a group that joins it is created, and the group it belongs to, if any (views/groups.py).
+        "vnd-upload2-groups": request.route_url("upload2.groups"),
         **({"vnd-upload2-group": request.route_url("upload2.group", token=session.group.token)}
            if session.group_id is not None else {}),
     }

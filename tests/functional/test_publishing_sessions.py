@@ -45,7 +45,7 @@ def test_create_answers_201_with_location_and_the_peps_body(alice, dbsession):
                          "notices"}
     assert body["meta"] == META
     assert set(body["links"]) == {"stage", "upload", "session", "publish", "extend", "vnd-upload2-preflight",
-                                  "vnd-upload2-diff"}
+                                  "vnd-upload2-diff", "vnd-upload2-groups"}
     assert all(url.startswith("http://localhost/") for url in body["links"].values())
     assert response.headers["Location"] == body["links"]["session"]
     assert "http-post-bytes" in body["mechanisms"] and all(isinstance(m, str) for m in body["mechanisms"])
