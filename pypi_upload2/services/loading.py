@@ -177,6 +177,8 @@ def live_session_of(db, normalized_name: str, version: str) -> PublishingSession
 
 GROUP_BY_TOKEN = sa.select(ReleaseGroup).where(ReleaseGroup.token_digest == sa.bindparam("digest"))
 GROUP_BY_TOKEN_LOCKED = GROUP_BY_TOKEN.with_for_update()
+GROUP_BY_ID = sa.select(ReleaseGroup).where(ReleaseGroup.id == sa.bindparam("id"))
+GROUP_BY_ID_LOCKED = GROUP_BY_ID.with_for_update()
 
 
 def _members(db, group: ReleaseGroup, *, lock: bool) -> list[PublishingSession]:
@@ -198,6 +200,18 @@ def release_group(request, *, lock: bool = False) -> ReleaseGroup:
     who = principal(request)
     group = request.db.scalar(GROUP_BY_TOKEN_LOCKED if lock else GROUP_BY_TOKEN,
                               {"digest": secret_digest(request.matchdict["token"])})
+    return _authorized_group(request, who, group, lock)
+
+
+def group_by_id(request, who, group_id: int | None, *, lock: bool = False) -> ReleaseGroup:
+    """The web pages' way in: a group by its id for a signed-in ``who``, authorized as the
+    API authorizes a token's caller."""
+    group = None if group_id is None else request.db.scalar(GROUP_BY_ID_LOCKED if lock else GROUP_BY_ID,
+                                                            {"id": group_id})
+    return _authorized_group(request, who, group, lock)
+
+
+def _authorized_group(request, who, group: ReleaseGroup | None, lock: bool) -> ReleaseGroup:
     if group is None:
         raise NotFound("No such group", "There is no release group at this URL.", source="url")
     members = _members(request.db, group, lock=lock)

@@ -1,6 +1,6 @@
 """The built-in index's web pages: a front page with search and recent releases, public
 project and release pages, and for signed-in maintainers their publishing sessions with
-publish, cancel, extend and delete-a-file behind confirmation pages.
+publish, cancel, extend and delete-a-file behind confirmation pages, and their release groups.
 
 Server-side Jinja2 and plain forms; the standalone ``main`` includes it when ``upload2.web``
 is on. The pages sign in with a password into a signed cookie session; the Upload 2.0 API
@@ -40,8 +40,11 @@ def includeme(config):
     config.add_route("web.session", "/manage/sessions/{session_id}/")
     config.add_route("web.session.action", "/manage/sessions/{session_id}/{action:publish|cancel|extend}/")
     config.add_route("web.file.delete", "/manage/sessions/{session_id}/files/{file_id}/delete/")
+    config.add_route("web.group", "/manage/groups/{group_id}/")
+    config.add_route("web.group.action", "/manage/groups/{group_id}/{action:publish|cancel|extend}/")
     config.add_request_method(".identity.signed_in_user", "web_user", reify=True)
     config.include(".errors")
     config.scan(".public")
     config.scan(".signin")
     config.scan(".manage")
+    config.scan(".groups")

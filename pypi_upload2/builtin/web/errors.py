@@ -27,9 +27,11 @@ class WebRoute:
 
 
 def _back(request) -> str:
-    session_id = (request.matchdict or {}).get("session_id")
-    if session_id is not None:
-        return request.route_url("web.session", session_id=session_id)
+    matched = request.matchdict or {}
+    if matched.get("session_id") is not None:
+        return request.route_url("web.session", session_id=matched["session_id"])
+    if matched.get("group_id") is not None:
+        return request.route_url("web.group", group_id=matched["group_id"])
     return request.route_url("web.home")
 
 

@@ -5,7 +5,7 @@ CSRF token), calling the same loading and services as the JSON API, in the same 
 from __future__ import annotations
 
 import sqlalchemy as sa
-from pyramid.httpexceptions import HTTPNotFound, HTTPSeeOther
+from pyramid.httpexceptions import HTTPNotFound
 from pyramid.view import view_config
 
 from ... import states
@@ -13,9 +13,10 @@ from ...db import parse_id
 from ...models import PublishingSession
 from ...problems import Forbidden
 from ...services import files, loading, publication, publishing
+from . import groups as groups_page
+from .actions import EXTENSIONS, done, requested_extension
 from .identity import require_user
 
-EXTENSIONS = {86400: "1 day", 7 * 86400: "7 days", 30 * 86400: "30 days"}
 ACTIONS = {
     "publish": ("Publish", "Publish {release}: its completed files become public at once, and the session ends."),
     "cancel": ("Cancel", "Cancel {release}: every file of the session is discarded, and the session ends."),
@@ -44,12 +45,18 @@ def _session_url(request, session: PublishingSession) -> str:
     return request.route_url("web.session", session_id=session.id)
 
 
+def _back(request, session: PublishingSession) -> dict:
+    """Where a confirmation page leads back to, changing nothing."""
+    return {"back_url": _session_url(request, session), "back_label": f"{session.name} {session.version}"}
+
+
 @view_config(route_name="web.sessions", request_method="GET", renderer="sessions.html")
 def session_list(request):
     who = require_user(request)
     live = request.db.scalars(sa.select(PublishingSession).where(
         PublishingSession.status.in_(states.LIVE_PUBLISHING)).order_by(PublishingSession.expires_at))
-    return {"sessions": [s for s in live if loading.may_upload(request, who, s)[0]]}
+    return {"sessions": [s for s in live if loading.may_upload(request, who, s)[0]],
+            "groups": groups_page.visible(request, who)}
 
 
 @view_config(route_name="web.session", request_method="GET", renderer="session.html")
@@ -65,7 +72,8 @@ def confirm_action(request):
     session = load(request)
     action = request.matchdict["action"]
     label, text = ACTIONS[action]
-    return {"session": session, "label": label, "text": text.format(release=f"{session.name} {session.version}"),
+    return {**_back(request, session), "label": label,
+            "text": text.format(release=f"{session.name} {session.version}"),
             "action_url": request.current_route_url(), "extensions": EXTENSIONS if action == "extend" else None}
 
 
@@ -82,20 +90,17 @@ def do_action(request):
         publishing.cancel(request, session)
         message = f"Canceled {release}."
     else:
-        value = request.POST.get("extend-for", "")
-        # Anything but digits goes to the service as it is: it refuses it as the API would.
-        publishing.extend(request, session, int(value) if value.isdigit() else value)
+        publishing.extend(request, session, requested_extension(request))
         message = f"{release} now expires at {session.expires_at:%Y-%m-%d %H:%M} UTC."
-    request.session.flash(message)
-    target = request.route_url("web.sessions") if action == "cancel" else _session_url(request, session)
-    return HTTPSeeOther(target)
+    return done(request, message,
+                request.route_url("web.sessions") if action == "cancel" else _session_url(request, session))
 
 
 @view_config(route_name="web.file.delete", request_method="GET", renderer="confirm.html")
 def confirm_delete(request):
     session = load(request)
     file_session = loading.file_session(request, session=session)
-    return {"session": session, "label": "Delete file",
+    return {**_back(request, session), "label": "Delete file",
             "text": f"Delete {file_session.filename} from {session.name} {session.version}: its bytes are "
                     "discarded, and a file of that name may then be uploaded again.",
             "action_url": request.current_route_url(), "extensions": None}
@@ -107,5 +112,4 @@ def delete_file(request):
     session = load(request, lock=True)
     file_session = loading.file_session(request, lock="update", session=session)
     files.delete(request, file_session)
-    request.session.flash(f"Deleted {file_session.filename}.")
-    return HTTPSeeOther(_session_url(request, session))
+    return done(request, f"Deleted {file_session.filename}.", _session_url(request, session))
