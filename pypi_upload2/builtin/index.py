@@ -14,7 +14,7 @@ from ..interfaces import (IFilenames, IFileStorage, IProjects, IPublishedArchive
 from ..problems import Conflict, FilenameConflict, SecondSdist
 from ..services.versions import canonical_version
 from ..views.index import Entry, core_metadata_sha256
-from .models import Filename, Project, Release, ReleaseFile, Role
+from .models import Filename, Project, Release, ReleaseFile, Role, TrustedPublisher
 
 
 @implementer(IProjects, IReleases, IFilenames, IPublisher, IPublishedFiles, IPublishedArchives)
@@ -42,6 +42,12 @@ class BuiltinIndex:
         if not insert(self.db, project):
             raise Conflict("Name taken", f"The project name {name!r} was registered meanwhile.", source="name")
         self.db.add(Role(project_id=project.id, user_id=int(owner_key), role_name="Owner"))
+        # The owner's pending publishers of the name become the project's; anyone else's go,
+        # as on PyPI (they would otherwise upload to a project someone else registered).
+        pending = (TrustedPublisher.project_id.is_(None), TrustedPublisher.project_name == project.normalized_name)
+        self.db.execute(sa.update(TrustedPublisher).where(*pending, TrustedPublisher.user_id == int(owner_key))
+                        .values(project_id=project.id).execution_options(synchronize_session="fetch"))
+        self.db.execute(sa.delete(TrustedPublisher).where(*pending).execution_options(synchronize_session="fetch"))
         return project
 
     # -- IReleases -------------------------------------------------------------------------
