@@ -13,7 +13,10 @@ import urllib.parse
 import uuid
 
 import jwt
+import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from pypi_upload2.builtin.models import Project, Role, TrustedPublisher, User
 
 
 class Issuer:
@@ -99,3 +102,29 @@ def serve(issuer: Issuer):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def add_publisher(dbsession, project_name: str, *, kind="github", repository="octo/foo", workflow="release.yml",
+                  environment="", user="alice", pending=False) -> int:
+    owner = dbsession.scalar(sa.select(User).where(User.username == user))
+    if owner is None:
+        owner = User(username=user)
+        dbsession.add(owner)
+        dbsession.flush()
+    project = None
+    if not pending:
+        project = dbsession.scalar(sa.select(Project).where(Project.normalized_name == project_name))
+        if project is None:
+            project = Project(name=project_name, normalized_name=project_name)
+            dbsession.add(project)
+            dbsession.flush()
+            dbsession.add(Role(project_id=project.id, user_id=owner.id, role_name="Owner"))
+    publisher = TrustedPublisher(project_id=project.id if project else None, project_name=project_name, user=owner,
+                                 kind=kind, repository=repository, workflow=workflow, environment=environment)
+    dbsession.add(publisher)
+    dbsession.commit()
+    return publisher.id
+
+
+def mint(app, jwt_text: str, status: int = 200):
+    return app.post_json("/_/oidc/mint-token", {"token": jwt_text}, status=status)

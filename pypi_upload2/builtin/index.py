@@ -12,6 +12,7 @@ from ..db import insert, utcnow
 from ..interfaces import (IFilenames, IFileStorage, IProjects, IPublishedArchives, IPublishedFiles, IPublisher,
                           IReleases)
 from ..problems import Conflict, FilenameConflict, SecondSdist
+from ..services import attestations
 from ..services.versions import canonical_version
 from ..views.index import Entry, core_metadata_sha256
 from .models import Filename, Project, Release, ReleaseFile, Role, TrustedPublisher
@@ -96,7 +97,8 @@ class BuiltinIndex:
         rows = [ReleaseFile(release_id=release.id, filename=f.filename, packagetype=f.packagetype,
                             size=f.received_size, sha256=f.sha256, requires_python=f.requires_python,
                             blob_key=f.blob_key, metadata_sha256=f.metadata_sha256,
-                            uploaded_at=f.received_at, published_at=now, publishing_session_id=session.id)
+                            uploaded_at=f.received_at, published_at=now, publishing_session_id=session.id,
+                            provenance=attestations.provenance(f))
                 for f in files]
         # The unique filename and one-sdist indexes settle races with concurrent publishes.
         if not insert(self.db, *rows):
@@ -113,9 +115,11 @@ class BuiltinIndex:
 
     def _entry(self, request, f: ReleaseFile, version: str) -> Entry:
         url = request.route_url("simple.file", file_id=f.id, filename=f.filename)
+        provenance = (request.route_url("simple.provenance", file_id=f.id, filename=f.filename)
+                      if f.provenance else None)
         return Entry(filename=f.filename, url=url, version=version, size=f.size, sha256=f.sha256,
                      requires_python=f.requires_python, metadata_sha256=core_metadata_sha256(f),
-                     upload_time=f.published_at)
+                     upload_time=f.published_at, provenance=provenance)
 
     def entries(self, request, project: Project) -> list[Entry]:
         rows = self.db.execute(sa.select(ReleaseFile, Release.version).join(Release)

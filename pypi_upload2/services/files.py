@@ -17,7 +17,7 @@ from ..models import FileUploadSession, PublishingSession
 from ..problems import BadRequest, Conflict, ContentTooLarge, FileExists, SecondSdist, UnprocessableContent
 from ..states import FileStatus
 from ..storage import StorageError
-from . import loading
+from . import attestations, loading
 from .cleanup import purge_after_commit, storage_full
 from .digests import ResumableDigests
 from .distributions import CoreMetadata, DistributionError, Limits, inspect_distribution, parse_filename
@@ -135,6 +135,7 @@ def delete(request, file_session: FileUploadSession) -> None:
     # whose files may share their bytes with the published release.
     states.publishing(file_session.publishing_session, "edit", dry_run=True)
     states.file_upload(file_session, "cancel")
+    attestations.discard(request.db, file_session)
     request.db.flush()
     purge_after_commit(request, [file_session.blob_key, file_session.metadata_key])
 
@@ -181,7 +182,7 @@ def verify(request, file_session: FileUploadSession) -> str | None:
         return f"{exc.source}: {exc.message}"
     file_session.metadata_sha256 = hashlib.sha256(metadata.raw).hexdigest()
     file_session.requires_python = metadata.requires_python
-    return None
+    return attestations.verify(file_session)
 
 
 def complete(request, file_session: FileUploadSession) -> None:
@@ -205,6 +206,7 @@ def fail(request, file_session: FileUploadSession, failure: str) -> None:
     """The file goes to ``error`` with a notice saying why; its bytes are purged after commit."""
     states.file_upload(file_session, "fail")
     file_session.notices = [*file_session.notices, failure]
+    attestations.discard(request.db, file_session)
     purge_after_commit(request, [file_session.blob_key, file_session.metadata_key])
 
 

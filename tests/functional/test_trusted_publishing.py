@@ -16,10 +16,9 @@ from pypi_upload2.builtin.models import (
     Role,
     TrustedPublisher,
     UsedOIDCToken,
-    User,
 )
 from tests.conftest import Uploader, build_wheel, count, fetch
-from tests.oidc import Issuer, serve
+from tests.oidc import Issuer, add_publisher, mint, serve
 
 REPO, WORKFLOW = "octo/foo", "release.yml"
 
@@ -40,32 +39,6 @@ def gitlab_issuer():
 def app(make_app, issuer, gitlab_issuer):
     return make_app(**{"upload2.oidc_issuers": f"github {issuer.url}\ngitlab {gitlab_issuer.url}",
                        "upload2.oidc_token_lifetime": "600"})
-
-
-def add_publisher(dbsession, project_name: str, *, kind="github", repository=REPO, workflow=WORKFLOW,
-                  environment="", user="alice", pending=False) -> int:
-    owner = dbsession.scalar(sa.select(User).where(User.username == user))
-    if owner is None:
-        owner = User(username=user)
-        dbsession.add(owner)
-        dbsession.flush()
-    project = None
-    if not pending:
-        project = dbsession.scalar(sa.select(Project).where(Project.normalized_name == project_name))
-        if project is None:
-            project = Project(name=project_name, normalized_name=project_name)
-            dbsession.add(project)
-            dbsession.flush()
-            dbsession.add(Role(project_id=project.id, user_id=owner.id, role_name="Owner"))
-    publisher = TrustedPublisher(project_id=project.id if project else None, project_name=project_name, user=owner,
-                                 kind=kind, repository=repository, workflow=workflow, environment=environment)
-    dbsession.add(publisher)
-    dbsession.commit()
-    return publisher.id
-
-
-def mint(app, jwt_text: str, status: int = 200):
-    return app.post_json("/_/oidc/mint-token", {"token": jwt_text}, status=status)
 
 
 def refused(app, jwt_text: str, code: str) -> str:
