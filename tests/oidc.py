@@ -42,11 +42,7 @@ class Issuer:
 
     def github(self, repository: str, workflow: str, *, environment: str | None = None, ref: str = "refs/tags/v1",
                **kw) -> str:
-        owner = repository.split("/")[0]
-        workflow_ref = f"{repository}/.github/workflows/{workflow}@{ref}"
-        return self.token(sub=f"repo:{repository}:ref:{ref}", repository=repository, repository_owner=owner,
-                          workflow_ref=workflow_ref, job_workflow_ref=workflow_ref, ref=ref, sha="0" * 40,
-                          environment=environment, event_name="push", runner_environment="github-hosted", **kw)
+        return self.token(**github_claims(repository, workflow, environment=environment, ref=ref), **kw)
 
     def gitlab(self, project_path: str, ci_file: str, *, environment: str | None = None, ref: str = "refs/tags/v1",
                **kw) -> str:
@@ -54,6 +50,23 @@ class Issuer:
                           namespace_path=project_path.rsplit("/", 1)[0],
                           ci_config_ref_uri=f"gitlab.com/{project_path}//{ci_file}@{ref}", ref_path=ref,
                           environment=environment, **kw)
+
+
+def github_claims(repository: str, workflow: str, *, environment: str | None = None,
+                  ref: str = "refs/tags/v1") -> dict:
+    """The claims of a GitHub Actions OIDC token of a run of ``workflow`` in ``repository``."""
+    workflow_ref = f"{repository}/.github/workflows/{workflow}@{ref}"
+    return {"sub": f"repo:{repository}:ref:{ref}", "repository": repository,
+            "repository_owner": repository.split("/")[0], "workflow_ref": workflow_ref,
+            "job_workflow_ref": workflow_ref, "ref": ref, "sha": "0" * 40, "environment": environment,
+            "event_name": "push", "runner_environment": "github-hosted"}
+
+
+def actions_env(issuer: Issuer) -> dict:
+    """The environment of a GitHub Actions job with ``id-token: write``, its runner's token
+    service being ``issuer``'s."""
+    return {"GITHUB_ACTIONS": "true", "ACTIONS_ID_TOKEN_REQUEST_URL": f"{issuer.url}/actions/token?api-version=2.0",
+            "ACTIONS_ID_TOKEN_REQUEST_TOKEN": issuer.actions_token}
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -80,7 +93,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._json(200, issuer.jwks())
         elif url.path == "/actions/token":
             # As a runner's token service: the job's bearer token, an audience, a fresh JWT.
-            if self.headers.get("Authorization") != f"Bearer {issuer.actions_token}":
+            scheme, _, value = (self.headers.get("Authorization") or "").partition(" ")
+            if scheme.lower() != "bearer" or value != issuer.actions_token:
                 self._json(401, {"message": "bad runner token"})
                 return
             audience = urllib.parse.parse_qs(url.query).get("audience", ["sigstore"])[0]

@@ -26,7 +26,7 @@ from tests.conftest import (
     fetch,
 )
 from tests.functional.test_legacy import encode, twine_fields
-from tests.oidc import Issuer, add_publisher, mint, serve
+from tests.oidc import add_publisher, mint
 
 SHARED = pathlib.Path("/work/shared/attestations")
 # pypi_attestations-0.0.19.tar.gz is refused before its attestation is looked at: its PKG-INFO
@@ -39,12 +39,6 @@ PUBLISHER = {"kind": "GitHub", "repository": REPO, "workflow": WORKFLOW, "enviro
 
 def attestation(name: str = SDIST, suffix: str = ".attestation") -> dict:
     return json.loads((SHARED / (name + suffix)).read_text())
-
-
-@pytest.fixture
-def issuer():
-    with serve(Issuer()) as issuer:
-        yield issuer
 
 
 @pytest.fixture

@@ -18,21 +18,9 @@ from pypi_upload2.builtin.models import (
     UsedOIDCToken,
 )
 from tests.conftest import Uploader, build_wheel, count, fetch
-from tests.oidc import Issuer, add_publisher, mint, serve
+from tests.oidc import Issuer, add_publisher, mint
 
 REPO, WORKFLOW = "octo/foo", "release.yml"
-
-
-@pytest.fixture
-def issuer():
-    with serve(Issuer()) as issuer:
-        yield issuer
-
-
-@pytest.fixture
-def gitlab_issuer():
-    with serve(Issuer("gitlab-key")) as issuer:
-        yield issuer
 
 
 @pytest.fixture
