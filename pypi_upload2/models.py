@@ -128,6 +128,9 @@ class FileUploadSession(Base):
     # Filled in when the file is completed and its core metadata extracted.
     requires_python: Mapped[str | None] = mapped_column(sa.Text)
     metadata_sha256: Mapped[str | None] = mapped_column(sa.String(64))
+    # Whether attestations were posted for it (services/attestations.py): a file without any,
+    # the usual case, costs no query for them.
+    attested: Mapped[bool] = mapped_column(sa.Boolean, default=False, server_default=sa.false())
 
     publishing_session: Mapped[PublishingSession] = relationship(back_populates="files")
     attestations: Mapped[list[Attestation]] = relationship(

@@ -1,4 +1,4 @@
-"""PEP 740 attestations posted for files before their completion
+"""PEP 740 attestations posted for files before their completion, and whether a file has any
 
 Revision ID: c0003_attest
 Revises: c0003_groups
@@ -26,7 +26,11 @@ def upgrade():
     )
     with op.batch_alter_table('upload2_attestations', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_upload2_attestations_file_upload_session_id'), ['file_upload_session_id'], unique=False)
+    with op.batch_alter_table('upload2_file_upload_sessions', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('attested', sa.Boolean(), server_default=sa.false(), nullable=False))
 
 
 def downgrade():
+    with op.batch_alter_table('upload2_file_upload_sessions', schema=None) as batch_op:
+        batch_op.drop_column('attested')
     op.drop_table('upload2_attestations')

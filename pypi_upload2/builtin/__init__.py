@@ -17,6 +17,8 @@ def includeme(config):
     for iface in (IProjects, IReleases, IFilenames, IPublisher, IPublishedFiles, IPublishedArchives):
         config.register_service_factory(BuiltinIndex.create_service, iface)
     config.registry["upload2.index_checks"] = ("pypi_upload2.builtin.checks.project_quota",)
+    # The periodic sweep's part: spent OIDC tokens are forgotten once expired.
+    config.registry["upload2.index_sweeps"] = ("pypi_upload2.builtin.oidc.forget_spent_tokens",)
     # Trusted Publishing's token exchange (/_/oidc/...), at PyPI's URLs.
     config.include(".trusted_publishing")
     # The public index, unless a host serves its own /simple/ and /files/.

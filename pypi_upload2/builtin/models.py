@@ -162,8 +162,9 @@ class ReleaseFile(Base):
     # When its last byte arrived, and when it became public (PEP 700's upload-time).
     uploaded_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow)
     published_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow)
-    # The PEP 740 provenance object of its verified attestations (None: it had none).
-    provenance: Mapped[dict | None] = mapped_column(sa.JSON)
+    # The PEP 740 provenance object of its verified attestations (NULL: it had none); a few
+    # KiB a file, loaded only when served (listings ask whether there is one).
+    provenance: Mapped[dict | None] = mapped_column(sa.JSON(none_as_null=True), deferred=True)
     publishing_session_id: Mapped[int | None] = mapped_column(
         sa.ForeignKey("upload2_publishing_sessions.id", ondelete="SET NULL"), index=True)
 

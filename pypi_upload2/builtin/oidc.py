@@ -121,5 +121,14 @@ def exchange(request, oidc: OIDCSettings, keys: JWKSCache, token: str) -> tuple[
 
 
 def forget_spent(db, now: datetime.datetime) -> int:
-    """Drop the spent tokens that have expired: a replay of one fails on ``exp`` anyway."""
+    """Drop the spent tokens that have expired: a replay of one fails on ``exp`` anyway (the
+    leeway past it too)."""
     return db.execute(sa.delete(UsedOIDCToken).where(UsedOIDCToken.expires_at < now)).rowcount
+
+
+def forget_spent_tokens(request) -> None:
+    """The periodic sweep's part (tasks.sweep_index)."""
+    leeway = request.registry["upload2.oidc"].leeway
+    forgotten = forget_spent(request.db, utcnow() - datetime.timedelta(seconds=leeway))
+    if forgotten:
+        log.info("forgot %d spent OIDC tokens past their expiry", forgotten)

@@ -80,20 +80,24 @@ def store(db, file_session: FileUploadSession, attestations: list[dict], publish
     discard(db, file_session)
     db.add_all([Attestation(file_upload_session_id=file_session.id, body=body, publisher=publisher)
                 for body in attestations])
+    file_session.attested = True
     db.flush()
     db.expire(file_session, ["attestations"])
 
 
 def discard(db, file_session: FileUploadSession) -> None:
     """Delete the file's attestations (the file is replaced, deleted, or failed)."""
+    if not file_session.attested:
+        return
     db.execute(sa.delete(Attestation).where(Attestation.file_upload_session_id == file_session.id))
+    file_session.attested = False
     db.expire(file_session, ["attestations"])
 
 
 def verify(file_session: FileUploadSession) -> str | None:
     """Check every attestation of the file against its name and sha256 and the publisher it
     was posted with; None when all hold (or there are none), else why not."""
-    if not file_session.attestations:
+    if not file_session.attested or not file_session.attestations:
         return None
     from pypi_attestations import Attestation as Model
     from pypi_attestations import AttestationError, Distribution, Publisher
@@ -125,10 +129,27 @@ def describe(publisher: dict) -> str:
 
 def provenance(file_session: FileUploadSession) -> dict | None:
     """PEP 740's provenance object of the file's attestations: one bundle per publisher."""
-    if not file_session.attestations:
+    return _provenance(file_session.attestations) if file_session.attested else None
+
+
+def provenances(db, files: list[FileUploadSession]) -> dict[int, dict]:
+    """The provenance object of each of ``files`` that has attestations, by file id: one query
+    for all of them (a publish)."""
+    rows: dict[int, list[Attestation]] = {}
+    attested = [f.id for f in files if f.attested]
+    if not attested:
+        return {}
+    query = sa.select(Attestation).where(Attestation.file_upload_session_id.in_(attested))
+    for row in db.scalars(query.order_by(Attestation.id)):
+        rows.setdefault(row.file_upload_session_id, []).append(row)
+    return {file_id: _provenance(found) for file_id, found in rows.items()}
+
+
+def _provenance(rows) -> dict | None:
+    if not rows:
         return None
     bundles: list[dict] = []
-    for row in file_session.attestations:
+    for row in rows:
         bundle = next((b for b in bundles if b["publisher"] == row.publisher), None)
         if bundle is None:
             bundles.append(bundle := {"publisher": row.publisher, "attestations": []})

@@ -176,13 +176,16 @@ def verify(request, file_session: FileUploadSession) -> str | None:
         actual = file_session.received_hashes.get(algorithm)
         if actual != digest:
             return f"{algorithm} mismatch: declared {digest}, received {actual}."
+    # The attestations name the file by its name and sha256: checked before its bytes are read.
+    if (failure := attestations.verify(file_session)) is not None:
+        return failure
     try:
         metadata = inspect_stored(request, file_session.filename, file_session.blob_key, file_session.metadata_key)
     except DistributionError as exc:
         return f"{exc.source}: {exc.message}"
     file_session.metadata_sha256 = hashlib.sha256(metadata.raw).hexdigest()
     file_session.requires_python = metadata.requires_python
-    return attestations.verify(file_session)
+    return None
 
 
 def complete(request, file_session: FileUploadSession) -> None:

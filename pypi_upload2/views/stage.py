@@ -31,7 +31,7 @@ def _staged_entries(request, session, file_route: str, token: str) -> list[Entry
               version=session.version, size=f.received_size, sha256=f.sha256,
               requires_python=f.requires_python, metadata_sha256=core_metadata_sha256(f), upload_time=None,
               provenance=request.route_url("upload2.stage.provenance", token=session.token, file_id=f.id,
-                                           filename=f.filename) if f.attestations else None)
+                                           filename=f.filename) if f.attested else None)
         for f in _completed(session)
     ]
 

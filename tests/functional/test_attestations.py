@@ -241,7 +241,7 @@ def test_the_provenance_object_is_pypis():
     name = "pypi_attestations-0.0.19.tar.gz"
     row = SimpleNamespace(body=attestation(name, ".publish.attestation"),
                           publisher={**PUBLISHER, "repository": "trailofbits/pypi-attestations"})
-    assert attestations.provenance(SimpleNamespace(attestations=[row])) == json.loads(
+    assert attestations.provenance(SimpleNamespace(attested=True, attestations=[row])) == json.loads(
         (SHARED / (name + ".provenance")).read_text())
 
 

@@ -18,6 +18,7 @@ from pypi_upload2.builtin.models import (
     UsedOIDCToken,
 )
 from tests.conftest import Uploader, build_wheel, count, fetch
+from tests.functional.test_deferred import run_task
 from tests.oidc import Issuer, add_publisher, mint
 
 REPO, WORKFLOW = "octo/foo", "release.yml"
@@ -129,7 +130,9 @@ def test_a_pending_publisher_registers_its_new_project(app, issuer, dbsession, d
     ci.publish(session)
     project = fetch(dbsession, Project, normalized_name="new-thing")
     assert fetch(dbsession, TrustedPublisher, id=mine).project_id == project.id
-    assert fetch(dbsession, TrustedPublisher, id=theirs) is None  # someone else's pending publisher goes
+    # Someone else's pending publisher of the name stays pending, and mints nothing now.
+    assert fetch(dbsession, TrustedPublisher, id=theirs).pending
+    assert "registered since" in refused(app, issuer.github("mallory/new-thing", WORKFLOW), "invalid-pending-publisher")
     assert fetch(dbsession, Role, project_id=project.id).role_name == "Owner"
     # Now a publisher of the project: a second release needs no registration.
     ci = Uploader(app, mint(app, issuer.github(REPO, WORKFLOW)).json["token"])
@@ -168,11 +171,13 @@ def test_trusted_publishing_can_be_turned_off(make_app):
     app.post_json("/_/oidc/mint-token", {"token": "x"}, status=403)
 
 
-def test_spent_tokens_are_forgotten_once_expired(app, issuer, dbsession):
-    from pypi_upload2.builtin.oidc import forget_spent
-
+def test_the_sweep_forgets_spent_tokens_once_expired(app, issuer, dbsession):
     add_publisher(dbsession, "foo")
     mint(app, issuer.github(REPO, WORKFLOW))
-    assert forget_spent(dbsession, datetime.datetime.now(datetime.UTC)) == 0
-    assert forget_spent(dbsession, datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)) == 1
+    run_task(app.app, "sweep_index")
+    assert count(dbsession, UsedOIDCToken) == 1  # still valid: a replay must meet it
+    dbsession.execute(sa.update(UsedOIDCToken).values(
+        expires_at=datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=5)))
     dbsession.commit()
+    run_task(app.app, "sweep_index")
+    assert count(dbsession, UsedOIDCToken) == 0
