@@ -6,6 +6,7 @@ Sigstore attestations verified; every refusal leaves nothing stored."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import shutil
@@ -224,3 +225,13 @@ def test_the_client_refuses_a_second_attestation_of_one_type(base, issuer, dbses
     done = run_client(["upload", "--attestations", "--repository-url", f"{base}/2.0/", str(dist / MODELS)], env)
     assert done.returncode == 1 and "both of the predicate type" in done.stdout + done.stderr
     assert nothing_stored(dbsession)
+
+
+def test_one_token_exchanged_at_once_in_several_requests_mints_once(base, issuer, dbsession):
+    add_publisher(dbsession, "tp-demo", repository="octo/tp-demo")
+    jwt_text = issuer.github("octo/tp-demo", "release.yml")
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: mint(base, jwt_text), range(8)))
+    assert sorted(a.status_code for a in answers) == [200] + [422] * 7
+    assert {a.json()["errors"][0]["code"] for a in answers if a.status_code == 422} == {"invalid-reuse-token"}
+    assert count(dbsession, ApiToken) == 1
