@@ -215,7 +215,8 @@ def _add(request, who, session: PublishingSession, upload: Upload, moved: list[s
     (appended to ``moved``)."""
     attested = None
     if upload.fields.get("attestations"):
-        attested = attestations.parse(request, upload.fields["attestations"]), attestations.publisher(request, who)
+        publisher = attestations.publisher(request, who)  # first: PyPI's answer to a token no publisher minted
+        attested = attestations.parse(request, upload.fields["attestations"]), publisher
     file_session = files.create(request, session, {
         "filename": upload.filename, "size": upload.size, "hashes": {"sha256": upload.sha256},
         "mechanism": HTTP_POST_BYTES})
