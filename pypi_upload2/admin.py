@@ -26,7 +26,7 @@ from . import db
 from .logs import audit_log
 from .builtin.auth import new_token
 from .builtin import passwords
-from .builtin.models import ApiToken, Project, Release, Role, User
+from .builtin.models import ApiToken, Project, Release, Role, TrustedPublisher, User
 from .models import PublishingSession
 from .states import LIVE_PUBLISHING
 
@@ -241,6 +241,59 @@ def project_revoke(session, args) -> None:
     audit_log.info("revoked %s's upload to %s", user.username, project.name)
 
 
+def publisher_add(session, args) -> None:
+    normalized = canonicalize_name(args.project)
+    project = session.scalar(sa.select(Project).where(Project.normalized_name == normalized))
+    if args.user:
+        user = _user(session, args.user)
+    elif project is not None:
+        user = session.scalar(sa.select(User).join(Role).where(Role.project_id == project.id)
+                              .order_by(Role.role_name != "Owner", Role.id))
+        if user is None:
+            raise Failure(f"{project.name} has no members; name the user its tokens act for with --user")
+    else:
+        raise Failure(f"no project {args.project!r} yet: a pending publisher needs --user, who will own it")
+    repository, workflow = args.repository.strip().strip("/"), args.workflow.strip()
+    if repository.count("/") < 1 or (args.kind == "github" and repository.count("/") != 1):
+        raise Failure(f"{args.repository!r} is not {'OWNER/NAME' if args.kind == 'github' else 'NAMESPACE/PROJECT'}")
+    if args.kind == "github" and ("/" in workflow or not workflow.endswith((".yml", ".yaml"))):
+        raise Failure(f"{workflow!r} is not a workflow filename (release.yml, in .github/workflows/)")
+    publisher = TrustedPublisher(project_id=project.id if project else None, project_name=normalized, user=user,
+                                 kind=args.kind, repository=repository, workflow=workflow,
+                                 environment=args.environment.strip())
+    if not db.insert(session, publisher):
+        raise Failure(f"{args.kind} {repository} {workflow} is already a publisher of {args.project}")
+    state = "pending publisher (may register the name)" if project is None else "trusted publisher"
+    print(f"added {state} {publisher.id} of {project.name if project else normalized}: {_describe(publisher)}")
+    audit_log.info("added %s %s of %s: %s, acting for %s", state, publisher.id, normalized, _describe(publisher),
+                   user.username)
+
+
+def _describe(p: TrustedPublisher) -> str:
+    where = f"workflow {p.workflow}" if p.kind == "github" else f"CI file {p.workflow}"
+    return f"{p.kind} {p.repository}, {where}" + (f", environment {p.environment}" if p.environment else "")
+
+
+def publisher_list(session, args) -> None:
+    query = sa.select(TrustedPublisher, User.username).join(User).order_by(TrustedPublisher.project_name,
+                                                                         TrustedPublisher.id)
+    if args.project:
+        query = query.where(TrustedPublisher.project_name == canonicalize_name(args.project))
+    _table(["id", "project", "pending", "kind", "repository", "workflow", "environment", "acts for", "created"],
+           [(p.id, p.project_name, "yes" if p.pending else "no", p.kind, p.repository, p.workflow,
+             p.environment or "any", name, _when(p.created)) for p, name in session.execute(query)])
+
+
+def publisher_remove(session, args) -> None:
+    publisher = session.get(TrustedPublisher, args.id)
+    if publisher is None:
+        raise Failure(f"no such trusted publisher: {args.id}")
+    session.delete(publisher)
+    session.flush()
+    print(f"removed trusted publisher {args.id} of {publisher.project_name}; its tokens no longer authenticate")
+    audit_log.info("removed trusted publisher %s of %s: %s", args.id, publisher.project_name, _describe(publisher))
+
+
 def load_settings(path: str) -> dict:
     """The app's settings from the ini file, or a Failure that says what is wrong with it."""
     if not os.path.isfile(path):
@@ -257,7 +310,8 @@ def load_settings(path: str) -> dict:
 
 COMMANDS = {"user_add": user_add, "user_list": user_list, "user_passwd": user_passwd, "token_add": token_add, "token_list": token_list,
             "token_revoke": token_revoke, "project_grant": project_grant, "project_revoke": project_revoke,
-            "project_list": project_list, "session_list": session_list}
+            "project_list": project_list, "session_list": session_list, "publisher_add": publisher_add,
+            "publisher_list": publisher_list, "publisher_remove": publisher_remove}
 
 
 def run(args) -> int:

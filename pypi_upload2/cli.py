@@ -1,10 +1,12 @@
 """``pypi-upload2 [-c CONFIG] db upgrade|current|downgrade | user add|list|passwd | token add|list|revoke |
-project grant|revoke|list | session list``: the server's commands, beside the release client's
+project grant|revoke|list | publisher add|list|remove | session list``: the server's commands, beside the release client's
 (``pypi-upload2 upload | session ...``, distribution pypi-upload2-client), which need no CONFIG."""
 
 from __future__ import annotations
 
 import argparse
+
+KINDS = ("github", "gitlab")  # builtin/issuers.py, which the client's commands do not load
 
 
 def add_commands(p: argparse.ArgumentParser, commands, sessions) -> None:
@@ -51,6 +53,26 @@ def add_commands(p: argparse.ArgumentParser, commands, sessions) -> None:
         sub.set_defaults(admin=f"project_{name}", client=run_admin)
     projects.add_parser("list", help="projects, their releases and who may upload").set_defaults(
         admin="project_list", client=run_admin)
+    publishers = commands.add_parser("publisher", help="trusted publishers: CI workflows that upload without a "
+                                     "stored secret (docs/attestations.md)").add_subparsers(dest="action", required=True)
+    add = publishers.add_parser("add", help="let a CI workflow exchange its OIDC token for a token of PROJECT "
+                                "(a new name: a pending publisher, which may register it)")
+    add.add_argument("project")
+    add.add_argument("kind", choices=KINDS, help="where the workflow runs")
+    add.add_argument("repository", help="OWNER/NAME on GitHub, NAMESPACE/PROJECT on GitLab")
+    add.add_argument("workflow", help="the workflow's filename (release.yml) on GitHub, the CI file's path "
+                     "(.gitlab-ci.yml) on GitLab")
+    add.add_argument("--environment", default="", help="only jobs in this deployment environment")
+    add.add_argument("--user", help="whom its tokens act for: a new project's owner (required for a new name; "
+                     "default: the project's owner)")
+    add.set_defaults(admin="publisher_add", client=run_admin)
+    listing = publishers.add_parser("list", help="trusted publishers, pending ones included")
+    listing.add_argument("project", nargs="?")
+    listing.set_defaults(admin="publisher_list", client=run_admin)
+    remove = publishers.add_parser("remove", help="remove a trusted publisher by its id (publisher list shows "
+                                   "ids); the tokens it minted stop working")
+    remove.add_argument("id", type=int)
+    remove.set_defaults(admin="publisher_remove", client=run_admin)
     # ``session list`` reads the database; the client's session actions talk HTTP.
     listing = sessions.add_parser("list", help="publishing sessions across the index (needs -c CONFIG)")
     listing.add_argument("--all", action="store_true", help="also published and canceled sessions")

@@ -44,6 +44,18 @@ class IPublishApproval(Interface):
         reserved); checked on every publish request and by the preflight."""
 
 
+class ITrustedPublishing(Interface):
+    """Optional: the trusted publisher (a CI workflow, PEP 740's publisher) whose OIDC token
+    minted the caller's credential. Attestations are verified against it; without it, or for
+    a credential no trusted publisher minted, attestations are refused."""
+
+    def publisher(request, principal):
+        """The publisher as a PEP 740 provenance object names it, a dict: ``{"kind": "GitHub",
+        "repository": "owner/name", "workflow": "release.yml", "environment": None}`` or
+        ``{"kind": "GitLab", "repository": "namespace/project", "workflow_filepath":
+        ".gitlab-ci.yml", "environment": None}``; or ``None``."""
+
+
 class IProjects(Interface):
     """The host's projects: found by name, and new names registered under its rules."""
 

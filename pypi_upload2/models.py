@@ -128,8 +128,13 @@ class FileUploadSession(Base):
     # Filled in when the file is completed and its core metadata extracted.
     requires_python: Mapped[str | None] = mapped_column(sa.Text)
     metadata_sha256: Mapped[str | None] = mapped_column(sa.String(64))
+    # Whether attestations were posted for it (services/attestations.py): a file without any,
+    # the usual case, costs no query for them.
+    attested: Mapped[bool] = mapped_column(sa.Boolean, default=False, server_default=sa.false())
 
     publishing_session: Mapped[PublishingSession] = relationship(back_populates="files")
+    attestations: Mapped[list[Attestation]] = relationship(
+        back_populates="file_session", order_by="Attestation.id", passive_deletes=True)
 
     @property
     def blob_key(self) -> str:
@@ -143,6 +148,24 @@ class FileUploadSession(Base):
     @property
     def sha256(self) -> str | None:
         return (self.received_hashes or {}).get("sha256")
+
+
+class Attestation(Base):
+    """A PEP 740 attestation object posted to a file's ``attestations_url`` (or with a legacy
+    upload), kept with the trusted publisher of the token that posted it: completing the file
+    verifies it against that publisher (services/attestations.py)."""
+
+    __tablename__ = "upload2_attestations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    file_upload_session_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("upload2_file_upload_sessions.id", ondelete="CASCADE"), index=True)
+    body: Mapped[dict] = mapped_column(sa.JSON)
+    # The publisher as PEP 740's provenance object names it ({"kind": "GitHub", ...}).
+    publisher: Mapped[dict] = mapped_column(sa.JSON)
+    created: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    file_session: Mapped[FileUploadSession] = relationship(back_populates="attestations")
 
 
 class NameReservation(Base):

@@ -47,6 +47,8 @@ class Settings:
     max_append_size: int = 64 * MiB
     # The most bytes of a 2.0 JSON request body (views/requests.py); they are a few hundred.
     max_json_body: int = 64 * 1024
+    # The most bytes of a file's PEP 740 attestations, as posted (a Sigstore bundle is ~10 KiB).
+    max_attestations_size: int = 256 * 1024
     # Seconds a request body may stall (no byte arriving) under gunicorn before the read
     # fails; 0: wait for ever (views/stalls.py).
     body_timeout: int = 60

@@ -19,6 +19,7 @@ import kombu.exceptions
 import pyramid.paster
 import pyramid.scripting
 import transaction
+from pyramid.path import DottedNameResolver
 from zope.interface import implementer
 
 from .interfaces import ITaskQueue
@@ -159,9 +160,18 @@ def abort_orphan_uploads(request) -> None:
         orphans.abort_orphan_uploads(request)
 
 
+def sweep_index(request) -> None:
+    """Periodic: the host index's own housekeeping, the dotted names it lists in
+    ``registry["upload2.index_sweeps"]`` (the built-in index forgets spent OIDC tokens), each
+    a ``sweep(request)`` in a transaction of its own."""
+    for name in request.registry.get("upload2.index_sweeps", ()):
+        with request.tm:
+            DottedNameResolver().maybe_resolve(name)(request)
+
+
 TASKS = (verify_file, publish_session, publish_group, resend_processing, expire_sessions, purge_ended_sessions, publish_due,
-         abort_orphan_uploads)
-PERIODIC = (resend_processing, expire_sessions, purge_ended_sessions, abort_orphan_uploads)
+         abort_orphan_uploads, sweep_index)
+PERIODIC = (resend_processing, expire_sessions, purge_ended_sessions, abort_orphan_uploads, sweep_index)
 DUE_INTERVAL = 15  # seconds: a scheduled publish starts within this of its time
 
 

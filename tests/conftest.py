@@ -27,6 +27,7 @@ from pypi_upload2.builtin.models import User
 from pypi_upload2.builtin.auth import new_token
 
 from . import openapi
+from .oidc import Issuer, serve
 from .artifacts import build_sdist, build_wheel  # noqa: F401  (re-exported for tests)
 from .s3 import (STORAGE, new_bucket, s3_any_part_endpoint, s3_api, s3_bucket, s3_client,  # noqa: F401  (fixtures)
                  s3_endpoint, s3_settings)
@@ -278,6 +279,20 @@ class Uploader:
 
     def publish(self, session, status=201):
         return self.post(session["links"]["publish"], status=status)
+
+
+@pytest.fixture
+def issuer():
+    """A local OIDC issuer of GitHub-shaped tokens, its keys served on loopback (tests/oidc.py)."""
+    with serve(Issuer()) as issuer:
+        yield issuer
+
+
+@pytest.fixture
+def gitlab_issuer():
+    """Another, for GitLab-shaped tokens (an issuer URL names one kind of publisher)."""
+    with serve(Issuer("gitlab-key")) as issuer:
+        yield issuer
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import threading
 import urllib.parse
 from pathlib import Path
 
-from . import config, dists as dists_module, groups, review
+from . import config, dists as dists_module, groups, review, trusted
 from .api import Api, Cancelled, ProblemError, TransientError, problem_json
 from .flow import FAILED, INTERRUPTED, OK, TIMED_OUT, USAGE, Flow, resume_commands
 from .progress import Reporter, make_console
@@ -83,6 +83,14 @@ def add_commands(subparsers):
                     help="the upload endpoint, e.g. https://upload.example.org/legacy/ "
                          "(env UPLOAD2_REPOSITORY_URL or TWINE_REPOSITORY_URL)")
     config.add_options(up)
+    up.add_argument("--trusted-publishing", choices=trusted.MODES,
+                    default=os.environ.get("UPLOAD2_TRUSTED_PUBLISHING", "auto"),
+                    help="exchange the CI job's OIDC token (GitHub Actions, GitLab CI) for a short-lived token of "
+                         "the project: auto (default), without other credentials in such a job; always; never "
+                         "(env UPLOAD2_TRUSTED_PUBLISHING)")
+    up.add_argument("--attestations", action="store_true",
+                    help="upload each file's PEP 740 attestations, the <file>.*.attestation files beside it "
+                         "(as twine --attestations; the index verifies them against the trusted publisher)")
     flow = up.add_argument_group("release")
     flow.add_argument("--stage", action="store_true", help="upload but do not publish; print the stage URL and "
                       "the commands to test, publish or cancel")
@@ -185,13 +193,13 @@ def _jsonable(value):
     return value.as_json()
 
 
-def _collect(paths: list[str]) -> list[dists_module.Dist]:
+def _collect(paths: list[str], *, attestations: bool = False) -> list[dists_module.Dist]:
     found: list[Path] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
             found += sorted(p for p in path.iterdir() if p.is_file() and p.name.endswith(DIST_SUFFIXES))
-        else:
+        elif not path.name.endswith(dists_module.ATTESTATION_SUFFIX):  # dist/* names them too, as for twine
             found.append(path)
     seen: dict[str, Path] = {}
     for path in found:
@@ -200,7 +208,11 @@ def _collect(paths: list[str]) -> list[dists_module.Dist]:
         seen[path.name] = path
     if not seen:
         raise dists_module.DistError("no distributions to upload")
-    return [dists_module.inspect(p) for p in seen.values()]
+    dists = [dists_module.inspect(p) for p in seen.values()]
+    if attestations:
+        for dist in dists:
+            dist.attestations = dists_module.find_attestations(dist.path)
+    return dists
 
 
 # -- upload --------------------------------------------------------------------------------------
@@ -214,9 +226,9 @@ def upload_command(args) -> int:
         args.files.insert(0, args.test_install)
         args.test_install = ""
     try:
-        dists = _collect(args.files)
-        repository = config.resolve(args)
-    except (dists_module.DistError, config.ConfigError) as exc:
+        dists = _collect(args.files, attestations=args.attestations)
+        repository = trusted.apply(args.trusted_publishing, config.resolve(args), reporter.warn)
+    except (dists_module.DistError, config.ConfigError, trusted.TrustedPublishingError) as exc:
         return _fail(args, reporter, report, str(exc), USAGE)
     report["repository"] = repository.url
     if repository.credentials is None:

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
 import tarfile
 import threading
 import zipfile
 from collections.abc import Iterator
+from glob import escape as glob_escape
 from pathlib import Path
 
 from packaging.version import Version
@@ -25,6 +27,9 @@ class DistError(Exception):
     pass
 
 
+ATTESTATION_SUFFIX = ".attestation"
+
+
 @dataclasses.dataclass
 class Dist:
     path: Path
@@ -33,6 +38,8 @@ class Dist:
     packagetype: str  # "sdist" or "bdist_wheel"
     size: int
     python_tag: str = "source"
+    # PEP 740 attestation objects to upload with it (``--attestations``).
+    attestations: list = dataclasses.field(default_factory=list, repr=False)
     _digests: dict | None = dataclasses.field(default=None, repr=False)
     _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
 
@@ -86,6 +93,21 @@ def inspect(path) -> Dist:
         raise DistError(f"empty file: {path}")
     return Dist(path=path, name=canonicalize_name(name), version=str(version), packagetype=packagetype,
                 size=size, python_tag=python_tag)
+
+
+def find_attestations(path: Path) -> list[dict]:
+    """The attestations beside ``path``: ``<file>.<kind>.attestation`` (``.publish.attestation``
+    from pypa/gh-action-pypi-publish or ``pypi-attestations sign``), as twine finds them."""
+    found = []
+    for candidate in sorted(path.parent.glob(glob_escape(path.name) + ".*" + ATTESTATION_SUFFIX)):
+        try:
+            value = json.loads(candidate.read_text("utf-8"))
+        except (OSError, ValueError) as exc:
+            raise DistError(f"{candidate}: not a JSON attestation: {exc}")
+        if not isinstance(value, dict):
+            raise DistError(f"{candidate}: not a PEP 740 attestation object")
+        found.append(value)
+    return found
 
 
 def group(dists: list[Dist]) -> dict[tuple[str, str], list[Dist]]:

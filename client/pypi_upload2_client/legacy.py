@@ -5,6 +5,7 @@ repository URL has no Upload 2.0 endpoint (or with ``--protocol legacy``)."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import secrets
 
 from packaging.metadata import parse_email
@@ -45,6 +46,8 @@ def form_fields(dist: Dist) -> list[tuple[str, str]]:
         raise DistError(f"{dist.filename}: its metadata has no Name or Version")
     digests = dist.digests()
     fields += [("sha256_digest", digests["sha256"]), ("blake2_256_digest", digests["blake2_256"])]
+    if dist.attestations:  # PEP 740, as twine --attestations sends them
+        fields.append(("attestations", json.dumps(dist.attestations)))
     return fields
 
 

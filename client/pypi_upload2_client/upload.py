@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import json
 import queue
 import threading
 import time
@@ -359,6 +360,8 @@ class Uploader:
             self.reporter.state(name, f"{'resumable' if mechanism == RESUMABLE else 'uploading'}",
                                 line=f"{name}: uploading {size(dist.size)} via {mechanism}")
             try:
+                if dist.attestations:
+                    self._attest(result, file_session)
                 self._transfer(result, file_session)
             except (TransientError, ProblemError) as exc:
                 restart = isinstance(exc, TransientError) or exc.status in RETRY_STATUSES
@@ -404,10 +407,25 @@ class Uploader:
             raise ProblemError(502, "Invalid file upload session response", f"{url} answered without its links.")
         file_session["links"] = {k: urllib.parse.urljoin(url, v) for k, v in links.items() if isinstance(v, str)}
         described["file_url"] = urllib.parse.urljoin(url, described["file_url"])
+        if isinstance(described.get("attestations_url"), str):
+            described["attestations_url"] = urllib.parse.urljoin(url, described["attestations_url"])
         result.link = file_session["links"].get("file-upload-session")
         result.mechanism = described.get("identifier", mechanism)
         result.notices = list(file_session.get("notices") or [])
         return file_session
+
+    def _attest(self, result: FileResult, file_session: dict) -> None:
+        """Post the file's PEP 740 attestations before its bytes, as the PEP orders."""
+        url = file_session["mechanism"].get("attestations_url")
+        if not isinstance(url, str):
+            self._discard(result)
+            raise FileFailed(f"the index takes no attestations for {result.mechanism} (no attestations_url)")
+        data = json.dumps(result.dist.attestations).encode()
+        try:
+            self.api.request("POST", url, content=lambda: data, headers={"Content-Type": "application/json"})
+        except ProblemError as exc:
+            self._discard(result)
+            raise FileFailed(exc)
 
     def _transfer(self, result: FileResult, file_session: dict) -> None:
         mechanism = file_session["mechanism"]

@@ -13,9 +13,9 @@ from sqlalchemy import orm
 from zope.interface import implementer
 
 from ..db import parse_id, read_only, utcnow
-from ..interfaces import IAuthentication, IAuthorization, IPublishApproval
+from ..interfaces import IAuthentication, IAuthorization, IPublishApproval, ITrustedPublishing
 from ..services.auth import basic_credentials, secret_digest
-from .models import ApiToken, Role, User
+from .models import ApiToken, Role, TrustedPublisher, User
 
 TOKEN_PREFIX = "pypi-upload2-"
 
@@ -25,11 +25,13 @@ LAST_USED_RESOLUTION = datetime.timedelta(minutes=1)
 
 
 def new_token(db, user: User, description: str = "", expires_at: datetime.datetime | None = None, *,
-              may_publish: bool = True) -> str:
-    """Create an API token for ``user``; the plain token is returned once, never stored."""
+              may_publish: bool = True, publisher: TrustedPublisher | None = None) -> str:
+    """Create an API token for ``user`` (minted for ``publisher``: usable only for its project);
+    the plain token is returned once, never stored."""
     secret = secrets.token_urlsafe(32)
     token = ApiToken(user=user, digest=secret_digest(secret), description=description, expires_at=expires_at,
-                     may_publish=may_publish)
+                     may_publish=may_publish, publisher=publisher,
+                     project_name=publisher.project_name if publisher is not None else None)
     db.add(token)
     db.flush()
     return f"{TOKEN_PREFIX}{token.id}-{secret}"
@@ -47,7 +49,8 @@ def _record_use(engine, token_id: int, now: datetime.datetime) -> None:
 
 
 # Built once: every request runs it (a statement object keeps its compiled cache key).
-TOKEN_WITH_USER = sa.select(ApiToken).options(orm.joinedload(ApiToken.user)).where(ApiToken.id == sa.bindparam("id"))
+TOKEN_WITH_USER = (sa.select(ApiToken).options(orm.joinedload(ApiToken.user), orm.joinedload(ApiToken.publisher))
+                   .where(ApiToken.id == sa.bindparam("id")))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +59,8 @@ class TokenPrincipal:
 
     user: User
     may_publish: bool
+    # Minted for a trusted publisher: the token acts for its one project only.
+    publisher: TrustedPublisher | None = None
 
     @property
     def id(self) -> int:
@@ -93,7 +98,7 @@ class TokenAuthentication:
         if token.last_used is None or token.last_used < now - LAST_USED_RESOLUTION:
             engine, token_id = self.db.get_bind(), token.id
             request.add_finished_callback(lambda _request: _record_use(engine, token_id, now))
-        return TokenPrincipal(token.user, token.may_publish)
+        return TokenPrincipal(token.user, token.may_publish, token.publisher)
 
     def principal_key(self, principal: TokenPrincipal) -> str:
         return str(principal.id)
@@ -102,10 +107,11 @@ class TokenAuthentication:
         return f'Basic realm="{request.registry["upload2.settings"].realm}"'
 
 
-@implementer(IAuthorization, IPublishApproval)
+@implementer(IAuthorization, IPublishApproval, ITrustedPublishing)
 class RoleAuthorization:
     """Anyone with a role on a project may upload to it, and publish with a token that is not
-    stage-only; any user may register a free name."""
+    stage-only; any user may register a free name. A token minted for a trusted publisher
+    may upload to its project only, and register it only as a pending publisher's new name."""
 
     def __init__(self, db):
         self.db = db
@@ -115,14 +121,31 @@ class RoleAuthorization:
         return cls(request.db)
 
     def may_upload(self, request, principal: TokenPrincipal, project) -> bool:
+        publisher = getattr(principal, "publisher", None)
+        if publisher is not None:
+            return publisher.project_id == project.id
         return self.db.scalar(
             sa.select(sa.func.count()).select_from(Role)
             .where(Role.user_id == principal.id, Role.project_id == project.id)
         ) > 0
 
     def may_register(self, request, principal: TokenPrincipal, name: str) -> bool:
-        return True
+        publisher = getattr(principal, "publisher", None)
+        return publisher is None or (publisher.pending and publisher.project_name == name)
 
     def may_publish(self, request, principal, project) -> bool:
         # A user signed in to the web pages (with a password) acts with the user's whole authority.
         return principal.may_publish if isinstance(principal, TokenPrincipal) else True
+
+    def publisher(self, request, principal) -> dict | None:
+        publisher = getattr(principal, "publisher", None)
+        return attestation_publisher(publisher) if publisher is not None else None
+
+
+def attestation_publisher(publisher: TrustedPublisher) -> dict:
+    """The publisher as PEP 740's provenance objects name it (pypi-attestations' models)."""
+    if publisher.kind == "github":
+        return {"kind": "GitHub", "repository": publisher.repository, "workflow": publisher.workflow,
+                "environment": publisher.environment or None}
+    return {"kind": "GitLab", "repository": publisher.repository, "workflow_filepath": publisher.workflow,
+            "environment": publisher.environment or None}

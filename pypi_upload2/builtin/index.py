@@ -12,9 +12,14 @@ from ..db import insert, utcnow
 from ..interfaces import (IFilenames, IFileStorage, IProjects, IPublishedArchives, IPublishedFiles, IPublisher,
                           IReleases)
 from ..problems import Conflict, FilenameConflict, SecondSdist
+from ..services import attestations
 from ..services.versions import canonical_version
 from ..views.index import Entry, core_metadata_sha256
-from .models import Filename, Project, Release, ReleaseFile, Role
+from .models import Filename, Project, Release, ReleaseFile, Role, TrustedPublisher
+
+
+# A published file, its release's version, and whether it has a provenance object.
+ENTRIES = sa.select(ReleaseFile, Release.version, ReleaseFile.provenance.is_not(None)).join(Release)
 
 
 @implementer(IProjects, IReleases, IFilenames, IPublisher, IPublishedFiles, IPublishedArchives)
@@ -42,6 +47,12 @@ class BuiltinIndex:
         if not insert(self.db, project):
             raise Conflict("Name taken", f"The project name {name!r} was registered meanwhile.", source="name")
         self.db.add(Role(project_id=project.id, user_id=int(owner_key), role_name="Owner"))
+        # The owner's pending publishers of the name become the project's. Anyone else's stay
+        # pending, and mint nothing (oidc.find_publisher): the name is registered now.
+        self.db.execute(sa.update(TrustedPublisher).where(
+            TrustedPublisher.project_id.is_(None), TrustedPublisher.project_name == project.normalized_name,
+            TrustedPublisher.user_id == int(owner_key)).values(project_id=project.id)
+            .execution_options(synchronize_session="fetch"))
         return project
 
     # -- IReleases -------------------------------------------------------------------------
@@ -87,10 +98,12 @@ class BuiltinIndex:
                               canonical_version=canonical_version(version), published_at=now)
             self.db.add(release)
             self.db.flush()
+        provenances = attestations.provenances(self.db, files)
         rows = [ReleaseFile(release_id=release.id, filename=f.filename, packagetype=f.packagetype,
                             size=f.received_size, sha256=f.sha256, requires_python=f.requires_python,
                             blob_key=f.blob_key, metadata_sha256=f.metadata_sha256,
-                            uploaded_at=f.received_at, published_at=now, publishing_session_id=session.id)
+                            uploaded_at=f.received_at, published_at=now, publishing_session_id=session.id,
+                            provenance=provenances.get(f.id))
                 for f in files]
         # The unique filename and one-sdist indexes settle races with concurrent publishes.
         if not insert(self.db, *rows):
@@ -105,20 +118,19 @@ class BuiltinIndex:
 
     # -- IPublishedFiles -------------------------------------------------------------------
 
-    def _entry(self, request, f: ReleaseFile, version: str) -> Entry:
+    def _entry(self, request, f: ReleaseFile, version: str, attested: bool) -> Entry:
         url = request.route_url("simple.file", file_id=f.id, filename=f.filename)
+        provenance = request.route_url("simple.provenance", file_id=f.id, filename=f.filename) if attested else None
         return Entry(filename=f.filename, url=url, version=version, size=f.size, sha256=f.sha256,
                      requires_python=f.requires_python, metadata_sha256=core_metadata_sha256(f),
-                     upload_time=f.published_at)
+                     upload_time=f.published_at, provenance=provenance)
 
     def entries(self, request, project: Project) -> list[Entry]:
-        rows = self.db.execute(sa.select(ReleaseFile, Release.version).join(Release)
-                               .where(Release.project_id == project.id).order_by(ReleaseFile.filename))
-        return [self._entry(request, f, version) for f, version in rows]
+        rows = self.db.execute(ENTRIES.where(Release.project_id == project.id).order_by(ReleaseFile.filename))
+        return [self._entry(request, *row) for row in rows]
 
     def find_file(self, request, filename: str) -> Entry | None:
-        row = self.db.execute(sa.select(ReleaseFile, Release.version).join(Release)
-                              .where(ReleaseFile.filename == filename)).first()
+        row = self.db.execute(ENTRIES.where(ReleaseFile.filename == filename)).first()
         return self._entry(request, *row) if row is not None else None
 
     # -- IPublishedArchives ----------------------------------------------------------------

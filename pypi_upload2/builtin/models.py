@@ -42,8 +42,55 @@ class ApiToken(Base):
     last_used: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime)
     # False: a stage-only token, which may stage and cancel releases but not publish them.
     may_publish: Mapped[bool] = mapped_column(sa.Boolean, default=True, server_default=sa.true())
+    # A token minted for a trusted publisher (builtin/oidc.py): usable only for the project of
+    # that normalized name, and revoked with its publisher.
+    publisher_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("upload2_trusted_publishers.id", ondelete="CASCADE"), index=True)
+    project_name: Mapped[str | None] = mapped_column(sa.String(200))
 
     user: Mapped[User] = relationship(back_populates="tokens")
+    publisher: Mapped[TrustedPublisher | None] = relationship()
+
+
+class TrustedPublisher(Base):
+    """A CI workflow that may exchange its OIDC token for a short-lived API token of one
+    project: a GitHub repository and workflow file, or a GitLab project and CI file, each
+    optionally in one environment. Pending while ``project_id`` is None: it may then register
+    the new name ``project_name``, as PyPI's pending publishers do, and becomes the project's
+    publisher when it does. The tokens it mints act as ``user`` (the owner of a new project)."""
+
+    __tablename__ = "upload2_trusted_publishers"
+    __table_args__ = (sa.UniqueConstraint("project_name", "kind", "repository", "workflow", "environment"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int | None] = mapped_column(sa.ForeignKey("upload2_projects.id", ondelete="CASCADE"),
+                                                   index=True)
+    project_name: Mapped[str] = mapped_column(sa.String(200), index=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("upload2_users.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(sa.String(20))  # "github" or "gitlab"
+    # owner/name on GitHub, namespace/project on GitLab, as the OIDC claims spell them.
+    repository: Mapped[str] = mapped_column(sa.String(200))
+    # The workflow's filename (GitHub), or the CI file's path in the repository (GitLab).
+    workflow: Mapped[str] = mapped_column(sa.String(200))
+    environment: Mapped[str] = mapped_column(sa.String(200), default="", server_default="")  # "": any
+    created: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    user: Mapped[User] = relationship()
+
+    @property
+    def pending(self) -> bool:
+        return self.project_id is None
+
+
+class UsedOIDCToken(Base):
+    """An OIDC token already exchanged: the primary key refuses its ``jti`` a second time
+    (a replay), until it has expired and the sweep may forget it."""
+
+    __tablename__ = "upload2_used_oidc_tokens"
+
+    issuer: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
+    jti: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
+    expires_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime, index=True)
 
 
 class Project(Base):
@@ -115,6 +162,9 @@ class ReleaseFile(Base):
     # When its last byte arrived, and when it became public (PEP 700's upload-time).
     uploaded_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow)
     published_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The PEP 740 provenance object of its verified attestations (NULL: it had none); a few
+    # KiB a file, loaded only when served (listings ask whether there is one).
+    provenance: Mapped[dict | None] = mapped_column(sa.JSON(none_as_null=True), deferred=True)
     publishing_session_id: Mapped[int | None] = mapped_column(
         sa.ForeignKey("upload2_publishing_sessions.id", ondelete="SET NULL"), index=True)
 

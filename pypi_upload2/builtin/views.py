@@ -12,7 +12,8 @@ from pyramid.response import Response
 
 from ..db import parse_id
 from ..interfaces import IPublishedFiles
-from ..views.index import canonical_redirect, core_metadata_sha256, file_response, index_page, project_page
+from ..views.index import (canonical_redirect, core_metadata_sha256, file_response, index_page, project_page,
+                           provenance_response)
 from .models import Project, Release, ReleaseFile
 
 
@@ -54,6 +55,16 @@ def simple_file(request):
                          last_modified=f.published_at)
 
 
+def simple_provenance(request):
+    """The PEP 740 provenance object of a published file: its attestations, with the trusted
+    publisher each was verified against."""
+    file_id = parse_id(request.matchdict["file_id"])
+    f = request.db.get(ReleaseFile, file_id) if file_id is not None else None
+    if f is None or f.filename != request.matchdict["filename"] or not f.provenance:
+        raise HTTPNotFound()
+    return provenance_response(f.provenance)
+
+
 HOME = """<!DOCTYPE html>
 <html lang="en">
 <head><meta charset="utf-8"><title>Package index</title></head>
@@ -89,6 +100,8 @@ def includeme(config):
     config.add_route("simple.index", "/simple/")
     config.add_route("simple.project", "/simple/{name}/")
     config.add_route("simple.file", "/files/{file_id}/{filename}")
+    config.add_route("simple.provenance", "/integrity/{file_id}/{filename}/provenance")
     config.add_view(simple_index, route_name="simple.index", request_method="GET")
     config.add_view(simple_project, route_name="simple.project", request_method="GET")
     config.add_view(simple_file, route_name="simple.file", request_method="GET")
+    config.add_view(simple_provenance, route_name="simple.provenance", request_method="GET")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from ..interfaces import IFileStorage
+from . import attestations_url
 from ..problems import BadRequest, ContentTooLarge, RequestTimeout
 from ..services import files
 from ..services.cleanup import purge_on_abort, storage_full
@@ -16,7 +17,8 @@ ROUTE = "upload2.file.bytes"
 
 def describe(request, file_session) -> dict:
     return {"identifier": IDENTIFIER, "file_url": request.route_url(
-        ROUTE, token=file_session.publishing_session.token, file_id=file_session.id)}
+        ROUTE, token=file_session.publishing_session.token, file_id=file_session.id),
+        **attestations_url(request, file_session)}
 
 
 def receive(request, file_session, body, content_length: int | None) -> None:

@@ -13,6 +13,7 @@ can take the next append; a row lock makes appends to one upload exclusive.
 from __future__ import annotations
 
 from ..interfaces import IFileStorage
+from . import attestations_url
 from ..services import files
 from ..services.cleanup import storage_full
 from ..services.digests import ResumableDigests
@@ -24,7 +25,8 @@ ROUTE = "upload2.file.resumable"
 
 def describe(request, file_session) -> dict:
     return {"identifier": IDENTIFIER, "file_url": request.route_url(
-        ROUTE, token=file_session.publishing_session.token, file_id=file_session.id)}
+        ROUTE, token=file_session.publishing_session.token, file_id=file_session.id),
+        **attestations_url(request, file_session)}
 
 
 OVERFLOW = "overflow"

@@ -17,7 +17,7 @@ from ..models import FileUploadSession, PublishingSession
 from ..problems import BadRequest, Conflict, ContentTooLarge, FileExists, SecondSdist, UnprocessableContent
 from ..states import FileStatus
 from ..storage import StorageError
-from . import loading
+from . import attestations, loading
 from .cleanup import purge_after_commit, storage_full
 from .digests import ResumableDigests
 from .distributions import CoreMetadata, DistributionError, Limits, inspect_distribution, parse_filename
@@ -135,6 +135,7 @@ def delete(request, file_session: FileUploadSession) -> None:
     # whose files may share their bytes with the published release.
     states.publishing(file_session.publishing_session, "edit", dry_run=True)
     states.file_upload(file_session, "cancel")
+    attestations.discard(request.db, file_session)
     request.db.flush()
     purge_after_commit(request, [file_session.blob_key, file_session.metadata_key])
 
@@ -175,6 +176,9 @@ def verify(request, file_session: FileUploadSession) -> str | None:
         actual = file_session.received_hashes.get(algorithm)
         if actual != digest:
             return f"{algorithm} mismatch: declared {digest}, received {actual}."
+    # The attestations name the file by its name and sha256: checked before its bytes are read.
+    if (failure := attestations.verify(file_session)) is not None:
+        return failure
     try:
         metadata = inspect_stored(request, file_session.filename, file_session.blob_key, file_session.metadata_key)
     except DistributionError as exc:
@@ -205,6 +209,7 @@ def fail(request, file_session: FileUploadSession, failure: str) -> None:
     """The file goes to ``error`` with a notice saying why; its bytes are purged after commit."""
     states.file_upload(file_session, "fail")
     file_session.notices = [*file_session.notices, failure]
+    attestations.discard(request.db, file_session)
     purge_after_commit(request, [file_session.blob_key, file_session.metadata_key])
 
 

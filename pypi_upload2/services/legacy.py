@@ -22,7 +22,7 @@ from ..models import PublishingSession
 from ..problems import (BadRequest, Conflict, ContentTooLarge, FileExists, FilenameConflict, Forbidden, SecondSdist,
                         UnprocessableContent)
 from ..states import FileStatus
-from . import files, formdata, loading, publication, publishing
+from . import attestations, files, formdata, loading, publication, publishing
 from .cleanup import purge_after_commit, purge_on_abort, storage_full
 from .distributions import Distribution, DistributionError, parse_filename
 from .versions import canonical_version, parse_name_version
@@ -34,7 +34,8 @@ DIGESTS = {
     "blake2_256_digest": ("blake2b-256", lambda: hashlib.blake2b(digest_size=32)),
 }
 # The fields read; the rest (description, classifiers, ...) come from the file's own metadata.
-FIELDS = frozenset({":action", "protocol_version", "name", "version", "filetype", "staged", *DIGESTS})
+FIELDS = frozenset({":action", "protocol_version", "name", "version", "filetype", "staged", "attestations",
+                    *DIGESTS})
 FIELD_LIMIT = 4096
 # Legacy clients that cannot send ``staged=true`` (User-Agent prefix -> name): the 409 for a
 # release with a live session tells their users how to end the session instead.
@@ -76,7 +77,9 @@ def receive(request, who) -> Upload:
             _precheck(request, who, part.filename)
             received = part.filename, *_store(request, storage, key, part, fields)
         elif part.name in FIELDS and part.name not in fields:
-            fields[part.name] = part.text(FIELD_LIMIT)
+            # PEP 740 attestations (twine --attestations) are a JSON array of a few KiB each.
+            fields[part.name] = part.text(request.registry["upload2.settings"].max_attestations_size
+                                          if part.name == "attestations" else FIELD_LIMIT)
     if received is None:
         raise BadRequest("Missing file", "The form has no 'content' file part.", source="content")
     filename, size, digests = received
@@ -206,12 +209,19 @@ def _session(request, who, upload: Upload, *, staged: bool) -> tuple[PublishingS
     return session, False
 
 
-def _add(request, session: PublishingSession, upload: Upload, moved: list[str] | None = None):
+def _add(request, who, session: PublishingSession, upload: Upload, moved: list[str] | None = None):
     """The received file as a completed file of ``session``, validated and verified as the
-    2.0 API's own; its bytes move to the file upload session's key (appended to ``moved``)."""
+    2.0 API's own, its attestations with it; its bytes move to the file upload session's key
+    (appended to ``moved``)."""
+    attested = None
+    if upload.fields.get("attestations"):
+        publisher = attestations.publisher(request, who)  # first: PyPI's answer to a token no publisher minted
+        attested = attestations.parse(request, upload.fields["attestations"]), publisher
     file_session = files.create(request, session, {
         "filename": upload.filename, "size": upload.size, "hashes": {"sha256": upload.sha256},
         "mechanism": HTTP_POST_BYTES})
+    if attested is not None:
+        attestations.store(request.db, file_session, *attested)
     keys = [file_session.blob_key, file_session.metadata_key]
     purge_on_abort(request, keys)
     request.find_service(IFileStorage).move(upload.key, file_session.blob_key)
@@ -238,7 +248,7 @@ def publish(request, who, upload: Upload) -> bool:
     try:
         with request.db.begin_nested():  # a refusal below leaves no session behind
             session, _ = _session(request, who, upload, staged=False)
-            _add(request, session, upload, moved)
+            _add(request, who, session, upload, moved)
             publication.publish(request, session, session.host_project, deferrable=False)
     except UnprocessableContent as failed:
         # Legacy clients show only the status line (views/legacy.py): it says what failed.
@@ -274,5 +284,5 @@ def stage(request, who, upload: Upload) -> tuple[PublishingSession, bool]:
     the session when there is none (True)."""
     _check_form(upload)
     session, created = _session(request, who, upload, staged=True)
-    _add(request, session, upload)
+    _add(request, who, session, upload)
     return session, created

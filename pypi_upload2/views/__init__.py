@@ -18,6 +18,7 @@ def includeme(config):
     config.add_route("upload2.file.complete", file + "complete")
     config.add_route("upload2.file.extend", file + "extend")
     config.add_route("upload2.file.bytes", file + "bytes")
+    config.add_route("upload2.file.attestations", file + "attestations")
     group = root + "groups/{token}/"
     config.add_route("upload2.groups", root + "groups/")
     config.add_route("upload2.group", group)
@@ -34,10 +35,12 @@ def includeme(config):
     stage = root + "stage/{token}/"
     config.add_route("upload2.stage", stage)
     config.add_route("upload2.stage.file", stage + "files/{file_id}/{filename}")
+    config.add_route("upload2.stage.provenance", stage + "integrity/{file_id}/{filename}/provenance")
     config.add_route("upload2.stage.project", stage + "{name}/")
     config.scan(".upload2")
     config.scan(".mechanisms")
     config.scan(".resumable")
+    config.scan(".attestations")
     config.scan(".stage")
     config.scan(".review")
     config.scan(".groups")

@@ -1,5 +1,5 @@
-"""Simple repository pages (PEP 503 HTML, PEP 691 JSON with PEP 700 and PEP 658/714),
-shared by the public index and the stage preview."""
+"""Simple repository pages (PEP 503 HTML, PEP 691 JSON with PEP 700, PEP 658/714 and PEP 740's
+provenance), shared by the public index and the stage preview."""
 
 from __future__ import annotations
 
@@ -21,7 +21,9 @@ from ..services.distributions import FILENAME_CHARS
 
 JSON = "application/vnd.pypi.simple.v1+json"
 HTML = "application/vnd.pypi.simple.v1+html"
-API_VERSION = "1.1"
+# 1.3: files may name their PEP 740 provenance object.
+API_VERSION = "1.3"
+PROVENANCE = "application/vnd.pypi.integrity.v1+json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +36,8 @@ class Entry:
     requires_python: str | None
     metadata_sha256: str | None
     upload_time: datetime.datetime | None
+    # The URL of the file's PEP 740 provenance object (None: it has no attestations).
+    provenance: str | None = None
 
 
 def core_metadata_sha256(f) -> str | None:
@@ -92,6 +96,7 @@ def _file_json(e: Entry) -> dict:
         data["core-metadata"] = data["dist-info-metadata"] = {"sha256": e.metadata_sha256}
     if e.upload_time:
         data["upload-time"] = e.upload_time.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    data["provenance"] = e.provenance
     return data
 
 
@@ -102,6 +107,8 @@ def _file_link(e: Entry) -> str:
     if e.metadata_sha256:
         value = f"sha256={e.metadata_sha256}"
         attrs += f' data-dist-info-metadata="{value}" data-core-metadata="{value}"'
+    if e.provenance:
+        attrs += f' data-provenance="{html.escape(e.provenance)}"'
     return f"<a{attrs}>{html.escape(e.filename)}</a><br>"
 
 
@@ -112,6 +119,13 @@ def _html(title: str, body: str) -> str:
         f"<title>{html.escape(title)}</title>\n</head>\n<body>\n<h1>{html.escape(title)}</h1>\n"
         f"{body}\n</body>\n</html>\n"
     )
+
+
+def provenance_response(provenance: dict) -> Response:
+    """A file's PEP 740 provenance object, as PyPI's integrity API serves it."""
+    response = Response(json.dumps(provenance), content_type=PROVENANCE, charset="utf-8")
+    response.vary = ("Accept",)
+    return response
 
 
 def content_disposition(filename: str) -> str:

@@ -9,10 +9,11 @@ from .registration import upload2_view
 
 from ..interfaces import IPublishedFiles
 from ..problems import NotFound, RangeNotSatisfiable
-from ..services import loading
+from ..services import attestations, loading
 from ..services.publishing import live_files
 from ..states import TERMINAL_PUBLISHING, FileStatus
-from .index import Entry, canonical_redirect, core_metadata_sha256, file_response, index_page, project_page
+from .index import (Entry, canonical_redirect, core_metadata_sha256, file_response, index_page, project_page,
+                    provenance_response)
 
 
 def _private(response):
@@ -23,13 +24,20 @@ def _private(response):
 
 
 def _staged_entries(request, session, file_route: str, token: str) -> list[Entry]:
+    # A file's provenance is at its own session's stage, a group's stage included.
     return [
         Entry(filename=f.filename,
               url=request.route_url(file_route, token=token, file_id=f.id, filename=f.filename),
               version=session.version, size=f.received_size, sha256=f.sha256,
-              requires_python=f.requires_python, metadata_sha256=core_metadata_sha256(f), upload_time=None)
-        for f in live_files(session) if f.status == FileStatus.COMPLETED
+              requires_python=f.requires_python, metadata_sha256=core_metadata_sha256(f), upload_time=None,
+              provenance=request.route_url("upload2.stage.provenance", token=session.token, file_id=f.id,
+                                           filename=f.filename) if f.attested else None)
+        for f in _completed(session)
     ]
+
+
+def _completed(session):
+    return [f for f in live_files(session) if f.status == FileStatus.COMPLETED]
 
 
 def _index(request, sessions, project_route: str, token: str):
@@ -83,6 +91,17 @@ def stage_project(request):
 @upload2_view(route_name="upload2.stage.file", request_method="GET")
 def stage_file(request):
     return _file(request, [loading.live_stage(request)])
+
+
+@upload2_view(route_name="upload2.stage.provenance", request_method="GET")
+def stage_provenance(request):
+    session = loading.live_stage(request)
+    match = [f for f in _completed(session)
+             if str(f.id) == request.matchdict["file_id"] and f.filename == request.matchdict["filename"]]
+    provenance = attestations.provenance(match[0]) if match else None
+    if provenance is None:
+        raise NotFound("No such provenance", "This stage has no attested file at this URL.", source="url")
+    return _private(provenance_response(provenance))
 
 
 def _group_sessions(request):

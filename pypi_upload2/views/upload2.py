@@ -208,6 +208,7 @@ def extend_file(request):
 @upload2_view(route_name="upload2.file.complete")
 @upload2_view(route_name="upload2.file.extend")
 @upload2_view(route_name="upload2.file.bytes")
+@upload2_view(route_name="upload2.file.attestations")
 def method_not_allowed(request):
     allow = ALLOWED_METHODS[request.matched_route.name]
     raise MethodNotAllowed("Method not allowed", f"{request.method} is not allowed here; use {allow}.",
@@ -223,6 +224,7 @@ ALLOWED_METHODS = {
     "upload2.session": "GET, HEAD, DELETE",
     "upload2.file": "GET, HEAD, DELETE",
     "upload2.file.bytes": "POST",
+    "upload2.file.attestations": "POST",
     "upload2.preflight": "GET, HEAD",
     "upload2.diff": "GET, HEAD",
     **dict.fromkeys(["upload2.group.sessions", "upload2.group.publish", "upload2.group.extend",

@@ -263,3 +263,31 @@ def test_a_stage_only_token_stages_but_does_not_publish(ini, elsewhere, app, dis
     stage_only_user = cli(elsewhere, ini, "user", "add", "robot", "--stage-only").stdout.strip().splitlines()[-1]
     assert rows(cli(elsewhere, ini, "token", "list", "robot"))[0]["may"] == "stage"
     assert stage_only_user.startswith("pypi-upload2-")
+
+
+def test_trusted_publishers_are_added_listed_and_removed(ini, elsewhere, app, dist_dir):
+    alice = add_user(elsewhere, ini, "alice")
+    session = Uploader(app, alice).create_session("foo", "1.0").json
+    Uploader(app, alice).upload(session, build_wheel(dist_dir, "foo", "1.0"))
+    Uploader(app, alice).publish(session)
+    out = cli(elsewhere, ini, "publisher", "add", "foo", "github", "octo/foo", "release.yml",
+              "--environment", "pypi").stdout
+    assert out.startswith("added trusted publisher 1 of foo: github octo/foo, workflow release.yml, environment pypi")
+    assert "needs --user" in cli(elsewhere, ini, "publisher", "add", "New.Thing", "gitlab", "g/p", ".gitlab-ci.yml",
+                                 expect=1).stderr
+    out = cli(elsewhere, ini, "publisher", "add", "New.Thing", "gitlab", "g/sub/p", "ci/release.yml",
+              "--user", "alice").stdout
+    assert out.startswith("added pending publisher (may register the name) 2 of new-thing")
+    assert "already a publisher" in cli(elsewhere, ini, "publisher", "add", "foo", "github", "octo/foo",
+                                        "release.yml", "--environment", "pypi", expect=1).stderr
+    assert "not a workflow filename" in cli(elsewhere, ini, "publisher", "add", "foo", "github", "octo/foo",
+                                            ".github/workflows/x.yml", expect=1).stderr
+    assert "not OWNER/NAME" in cli(elsewhere, ini, "publisher", "add", "foo", "github", "foo", "x.yml",
+                                   expect=1).stderr
+    listed = rows(cli(elsewhere, ini, "publisher", "list"))
+    assert [(p["id"], p["project"], p["pending"], p["kind"], p["environment"], p["acts for"]) for p in listed] == [
+        ("1", "foo", "no", "github", "pypi", "alice"), ("2", "new-thing", "yes", "gitlab", "any", "alice")]
+    assert [p["id"] for p in rows(cli(elsewhere, ini, "publisher", "list", "foo"))] == ["1"]
+    assert cli(elsewhere, ini, "publisher", "remove", "1").stdout.startswith("removed trusted publisher 1 of foo")
+    assert "no such trusted publisher" in cli(elsewhere, ini, "publisher", "remove", "1", expect=1).stderr
+    assert [p["id"] for p in rows(cli(elsewhere, ini, "publisher", "list"))] == ["2"]

@@ -58,7 +58,7 @@ def test_index_lists_only_projects_with_a_published_release(alice, testapp, dist
     assert page.content_type == "text/html"
     assert list(anchors(page)) == ["Pub.Lished"]
     assert anchors(page)["Pub.Lished"]["href"] == "http://localhost/simple/pub-lished/"
-    assert as_json(testapp, "/simple/").json == {"meta": {"api-version": "1.1"},
+    assert as_json(testapp, "/simple/").json == {"meta": {"api-version": "1.3"},
                                                   "projects": [{"name": "Pub.Lished"}]}
     for name in ("reserved-name", "staged-only"):
         testapp.get(f"/simple/{name}/", status=404)
@@ -90,7 +90,7 @@ def test_project_page_html_is_pep_503_with_hashes_and_metadata(alice, testapp, f
     assert page.content_type == "text/html"
     assert page.headers["Vary"] == "Accept"
     meta = page.html.find("meta", attrs={"name": "pypi:repository-version"})
-    assert meta["content"] == "1.1"
+    assert meta["content"] == "1.3"
     links = anchors(page)
     assert sorted(links) == sorted(p.name for p in foo_files)
     sdist, wheel, universal = foo_files
@@ -122,7 +122,7 @@ def test_project_page_json_is_pep_691_with_pep_700_and_714(alice, testapp, foo_f
     response = as_json(testapp, "/simple/foo/")
     assert response.content_type == JSON
     data = response.json
-    assert data["meta"] == {"api-version": "1.1"}
+    assert data["meta"] == {"api-version": "1.3"}
     assert data["name"] == "foo"
     assert data["versions"] == ["1.0", "1.9", "1.10"]  # PEP 440 order, not string order
     files = {f["filename"]: f for f in data["files"]}
@@ -161,7 +161,7 @@ def test_content_negotiation(alice, testapp, dist_dir, accept, expected):
         assert response.content_type == expected
         assert "Accept" in response.headers["Vary"]
         if expected == JSON:
-            assert response.json["meta"]["api-version"] == "1.1"
+            assert response.json["meta"]["api-version"] == "1.3"
         else:
             assert response.html.find("meta", attrs={"name": "pypi:repository-version"})
 
@@ -225,11 +225,11 @@ def test_stage_root_lists_only_the_session_project(alice, testapp, dist_dir):
 
     page = testapp.get(stage)  # no credentials: the unguessable URL is the capability
     assert_private(page)
-    assert page.html.find("meta", attrs={"name": "pypi:repository-version"})["content"] == "1.1"
+    assert page.html.find("meta", attrs={"name": "pypi:repository-version"})["content"] == "1.3"
     assert {a.text: a["href"] for a in page.html.find_all("a")} == {"Foo.Bar": stage + "foo-bar/"}
     data = as_json(testapp, stage)
     assert_private(data)
-    assert data.json == {"meta": {"api-version": "1.1"}, "projects": [{"name": "Foo.Bar"}]}
+    assert data.json == {"meta": {"api-version": "1.3"}, "projects": [{"name": "Foo.Bar"}]}
 
 
 def test_stage_project_lists_completed_and_published_files(alice, testapp, dist_dir):

@@ -33,9 +33,9 @@ SCRIPT = os.path.join(os.path.dirname(sys.executable), "pypi-upload2")
 OLD_TABLES = {"users", "api_tokens", "projects", "roles", "releases", "release_files", "publishing_sessions",
               "file_upload_sessions"}
 CORE_TABLES = {"upload2_publishing_sessions", "upload2_file_upload_sessions", "upload2_name_reservations",
-               "upload2_release_groups"}
+               "upload2_release_groups", "upload2_attestations"}
 INDEX_TABLES = {"upload2_users", "upload2_api_tokens", "upload2_projects", "upload2_roles", "upload2_releases",
-                "upload2_release_files", "upload2_filenames"}
+                "upload2_release_files", "upload2_filenames", "upload2_trusted_publishers", "upload2_used_oidc_tokens"}
 
 
 @pytest.fixture
