@@ -59,6 +59,9 @@ def includeme(config):
         name = raw.get(key, default).strip()
         backend = config.maybe_dotted(ALIASES.get(name, name))
         config.register_service_factory(backend.create_service, iface)
+        # A backend that can tell now that it will not work (an S3 bucket out of reach) stops the start.
+        if hasattr(backend, "check_settings"):
+            backend.check_settings(config.registry)
     index = raw.get("upload2.index", "builtin").strip()
     if index not in INDEXES:
         raise ValueError(f"upload2.index must be one of {', '.join(INDEXES)}, not {index!r}")

@@ -175,8 +175,12 @@ class IFileStorage(Interface):
 
     def unfinished(before):
         """The keys with parts appended (or a writer's parts sent) but never assembled, begun
-        before the aware UTC datetime ``before``: the periodic sweep deletes those no live
-        file upload session owns."""
+        before the aware UTC datetime ``before``: the periodic sweep discards the parts of
+        those no live file upload session owns."""
+
+    def discard_parts(key):
+        """Drop the parts appended to ``key`` (or a writer's parts sent) but never assembled;
+        the bytes stored under ``key`` stay."""
 
     def download_url(key, filename, content_type):
         """A URL the client may fetch the bytes from directly (a presigned URL), or ``None``

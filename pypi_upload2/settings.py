@@ -78,6 +78,11 @@ class Settings:
     s3_url_expiry: int = 300
     # Where an append is spooled before it becomes a part (empty: the system's temp folder).
     s3_spool_dir: str = ""
+    # Seconds to wait for a connection to the store, and for each read of its answer; attempts
+    # at each request (botocore's standard retries). Past them the request fails with 503.
+    s3_connect_timeout: int = 10
+    s3_read_timeout: int = 60
+    s3_max_attempts: int = 3
     # A multipart upload no file upload session owns is aborted once it is this old.
     orphan_upload_age: int = 3600
 

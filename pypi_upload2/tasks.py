@@ -16,6 +16,7 @@ import os
 import celery
 import celery.signals
 import kombu.exceptions
+import pyramid.exceptions
 import pyramid.paster
 import pyramid.scripting
 import transaction
@@ -25,6 +26,7 @@ from zope.interface import implementer
 from .interfaces import ITaskQueue
 from .problems import ServiceUnavailable
 from .services import expiry, files, groups, orphans, publication
+from .storage import StorageUnavailable
 
 CONFIG_ENV = "UPLOAD2_CONFIG"
 QUEUE = "upload2"
@@ -173,6 +175,10 @@ TASKS = (verify_file, publish_session, publish_group, resend_processing, expire_
          abort_orphan_uploads, sweep_index)
 PERIODIC = (resend_processing, expire_sessions, purge_ended_sessions, abort_orphan_uploads, sweep_index)
 DUE_INTERVAL = 15  # seconds: a scheduled publish starts within this of its time
+# A worker's task that found the object store down runs again after 1, 2, 4, ... s (at most a
+# minute apart); past the last, the re-send sweep hands it out again.
+STORAGE_RETRIES = {"autoretry_for": (StorageUnavailable,), "retry_backoff": True, "retry_backoff_max": 60,
+                   "max_retries": 6}
 
 
 def make_celery(registry) -> celery.Celery:
@@ -199,7 +205,8 @@ def make_celery(registry) -> celery.Celery:
     )
     app.upload2_registry = registry
     for func in TASKS:
-        app.task(name=f"{__package__}.{func.__name__}")(func)
+        # Not in eager mode: the retries would hold the web process that ran the request.
+        app.task(name=f"{__package__}.{func.__name__}", **(STORAGE_RETRIES if settings.broker_url else {}))(func)
     return app
 
 
@@ -221,7 +228,10 @@ def __getattr__(name: str):
 def worker_app(ini: str) -> celery.Celery:
     if not os.path.exists(ini):
         raise SystemExit(f"pypi-upload2: config file not found: {ini} (set {CONFIG_ENV})")
-    env = pyramid.paster.bootstrap(ini)
+    try:
+        env = pyramid.paster.bootstrap(ini)
+    except pyramid.exceptions.ConfigurationError as exc:
+        raise SystemExit(f"pypi-upload2: {ini}: {exc}") from exc
     registry = env["registry"]
     env["closer"]()
     app = registry["upload2.celery"]

@@ -32,7 +32,7 @@ def _owned(db, key: str) -> bool:
 
 
 def abort_orphan_uploads(request, older_than: int | None = None) -> int:
-    """Delete the unassembled parts begun more than ``older_than`` seconds ago
+    """Discard the unassembled parts begun more than ``older_than`` seconds ago
     (``upload2.orphan_upload_age``) under keys no live file upload session owns."""
     if older_than is None:
         older_than = request.registry["upload2.settings"].orphan_upload_age
@@ -40,7 +40,8 @@ def abort_orphan_uploads(request, older_than: int | None = None) -> int:
     orphans = [key for key in storage.unfinished(utcnow() - datetime.timedelta(seconds=older_than))
                if not _owned(request.db, key)]
     for key in orphans:
-        storage.delete(key)
+        # Only the parts: a failed write's upload may sit beside the file a retry then stored.
+        storage.discard_parts(key)
     if orphans:
         log.info("aborted %d unfinished upload(s) nobody owns", len(orphans))
     return len(orphans)

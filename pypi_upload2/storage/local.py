@@ -99,6 +99,9 @@ class LocalFileStorage:
         # Appends go in place and writers rename into place: nothing is ever left pending.
         return []
 
+    def discard_parts(self, key: str) -> None:
+        pass
+
     def download_url(self, key: str, filename: str, content_type: str) -> None:
         return None
 

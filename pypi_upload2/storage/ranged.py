@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import io
 
+from .faults import reachable
+
 # Small reads (zipfile's headers, tarfile's blocks) are served from one GET of this many bytes.
 READ_AHEAD = 256 * 1024
 # A read this large, or one going on where the last GET ended, opens one GET to the object's
@@ -40,6 +42,7 @@ class _RangedRaw(io.RawIOBase):
     def _request(self, end: int):
         return self.client.get_object(Bucket=self.bucket, Key=self.key, Range=f"bytes={self.position}-{end}")["Body"]
 
+    @reachable()
     def _get(self, length: int) -> bytes:
         end = min(self.size, self.position + length) - 1
         if end < self.position:

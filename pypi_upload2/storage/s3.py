@@ -10,18 +10,32 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import logging
 import tempfile
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from pyramid.exceptions import ConfigurationError
 from zope.interface import implementer
 
 from ..interfaces import IFileStorage
-from . import StorageError
+from . import StorageError, StorageUnavailable
+from .faults import reachable
 from .ranged import ranged_reader
 
+log = logging.getLogger(__name__)
+
 MiB = 1024 * 1024
+# What the start-up check says of the store's answer (S3's error codes).
+BUCKET_ERRORS = {
+    "NoSuchBucket": "the bucket does not exist",
+    "InvalidAccessKeyId": "the store does not know the access key (upload2.s3_access_key_id)",
+    "SignatureDoesNotMatch": "the secret key is wrong (upload2.s3_secret_access_key)",
+    "AccessDenied": "the credentials may not list the bucket",
+    "PermanentRedirect": "the bucket is in another region (upload2.s3_region)",
+    "AuthorizationHeaderMalformed": "the region is wrong (upload2.s3_region)",
+}
 # An append is spooled to disk past this much, before it is sent as one part.
 SPOOL_MEMORY = 1 * MiB
 
@@ -33,8 +47,12 @@ def make_client(settings):
                        aws_secret_access_key=settings.s3_secret_access_key)
     # Checksums only where the API requires them: many S3-compatible stores refuse the
     # newer trailing checksums; the plugin verifies every file's own digests anyway.
+    # Bounded waits and retries (the settings'): past them, a store that does not answer fails
+    # the request with 503 (faults.py).
     config = Config(request_checksum_calculation="when_required", response_checksum_validation="when_required",
-                    retries={"mode": "standard"}, s3={"addressing_style": settings.s3_addressing_style or "auto"})
+                    connect_timeout=settings.s3_connect_timeout, read_timeout=settings.s3_read_timeout,
+                    retries={"mode": "standard", "total_max_attempts": settings.s3_max_attempts},
+                    s3={"addressing_style": settings.s3_addressing_style or "auto"})
     return boto3.session.Session().client("s3", config=config, **options)
 
 
@@ -62,6 +80,28 @@ class S3FileStorage:
             registry["upload2.s3_storage"] = cls.from_settings(registry["upload2.settings"])
         return registry["upload2.s3_storage"]
 
+    @classmethod
+    def check_settings(cls, registry) -> None:
+        """At the app's start (web process, worker, CLI): wrong credentials, a missing bucket
+        or an endpoint out of reach stop it with a message saying which, not the first upload."""
+        storage = registry["upload2.s3_storage"] = cls.from_settings(registry["upload2.settings"])
+        try:
+            # What the app does most (ListBucket); unlike HEAD, the answer names the error.
+            storage.client.list_objects_v2(Bucket=storage.bucket, Prefix=storage.prefix, MaxKeys=1)
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            cause = BUCKET_ERRORS.get(error.get("Code"), f"the store answered {status}")
+            raise ConfigurationError(f"{storage.where()}: {cause} ({error.get('Code')}: {error.get('Message')})")
+        except NoCredentialsError:
+            raise ConfigurationError(f"{storage.where()}: no credentials: set upload2.s3_access_key_id and "
+                                     "upload2.s3_secret_access_key, or give boto3 its own (AWS_* variables, a role)")
+        except BotoCoreError as exc:
+            raise ConfigurationError(f"{storage.where()}: the endpoint cannot be reached: {exc}")
+
+    def where(self) -> str:
+        return f"upload2.s3_bucket {self.bucket!r} at {self.client.meta.endpoint_url}"
+
     def _key(self, key: str) -> str:
         return self.prefix + key
 
@@ -70,12 +110,13 @@ class S3FileStorage:
     @contextlib.contextmanager
     def writer(self, key: str):
         writer = _MultipartWriter(self, self._key(key))
-        try:
-            yield writer
-            writer.finish()
-        except BaseException:
-            writer.abort()
-            raise
+        with reachable():
+            try:
+                yield writer
+                writer.finish()
+            except BaseException:
+                writer.abort()
+                raise
 
     def open(self, key: str):
         size = self.size(key)
@@ -83,6 +124,7 @@ class S3FileStorage:
             raise FileNotFoundError(key)
         return ranged_reader(self.client, self.bucket, self._key(key), size)
 
+    @reachable()
     def size(self, key: str) -> int | None:
         try:
             return self.client.head_object(Bucket=self.bucket, Key=self._key(key))["ContentLength"]
@@ -91,15 +133,22 @@ class S3FileStorage:
                 return None
             raise
 
+    @reachable()
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+        self.discard_parts(key)
+
+    @reachable()
+    def discard_parts(self, key: str) -> None:
         for upload in self._uploads(self._key(key)):
             self._abort(upload["Key"], upload["UploadId"])
 
+    @reachable()
     def copy(self, source: str, target: str) -> None:
         # Server-side, in parts when large: the bytes never pass through this process.
         self.client.copy({"Bucket": self.bucket, "Key": self._key(source)}, self.bucket, self._key(target))
 
+    @reachable()
     def move(self, source: str, target: str) -> None:
         self.copy(source, target)
         self.client.delete_object(Bucket=self.bucket, Key=self._key(source))
@@ -115,8 +164,9 @@ class S3FileStorage:
     @contextlib.contextmanager
     def appender(self, key: str, offset: int):
         full = self._key(key)
-        upload_id, parts = self._acknowledged(full, offset, create=True)
-        with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY, dir=self.spool_dir) as spool:
+        with reachable():
+            upload_id, parts = self._acknowledged(full, offset, create=True)
+        with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY, dir=self.spool_dir) as spool, reachable():
             yield spool
             length = spool.tell()
             if length:
@@ -126,6 +176,7 @@ class S3FileStorage:
                 self.client.upload_part(Bucket=self.bucket, Key=full, UploadId=upload_id,
                                         PartNumber=len(parts) + 1, Body=spool, ContentLength=length)
 
+    @reachable()
     def assemble(self, key: str, size: int) -> None:
         full = self._key(key)
         if not self._uploads(full):
@@ -134,7 +185,11 @@ class S3FileStorage:
         self.client.complete_multipart_upload(
             Bucket=self.bucket, Key=full, UploadId=upload_id,
             MultipartUpload={"Parts": [{"PartNumber": p["PartNumber"], "ETag": p["ETag"]} for p in parts]})
+        # An append whose first request reached the store but not its answer began another.
+        for upload in self._uploads(full):
+            self._abort(full, upload["UploadId"])
 
+    @reachable()
     def unfinished(self, before: datetime.datetime) -> list[str]:
         return [upload["Key"].removeprefix(self.prefix) for upload in self._uploads(self.prefix, exact=False)
                 if upload["Initiated"] < before]
@@ -217,5 +272,10 @@ class _MultipartWriter:
                                          MultipartUpload={"Parts": self.parts})
 
     def abort(self) -> None:
-        if self.upload_id is not None:
-            self.storage._abort(self.key, self.upload_id)
+        if self.upload_id is None:
+            return
+        try:
+            with reachable():
+                self.storage._abort(self.key, self.upload_id)
+        except StorageUnavailable as exc:  # the write failed for that reason already
+            log.warning("left multipart upload of %r for the orphan sweep: %s", self.key, exc.cause)

@@ -92,12 +92,17 @@ def published(base: str, name: str) -> dict[str, bytes]:
 class Proxy:
     """A TCP proxy on the loopback interface between the client and the server. It counts
     the bytes sent towards the server; past ``cut_after`` it closes that connection once
-    (``mode="cut"``), or stops forwarding it until ``release()`` (``mode="hold"``). Bounded:
-    at most 32 connections, every socket closed by ``close()``."""
+    (``mode="cut"``), or stops forwarding it until ``release()`` (``mode="hold"``). Or, from
+    ``fail(mode)`` until ``restore()``, it does so to every connection, open or new: a server
+    gone away, or one that stalls (a held connection is closed when restored: its client gave
+    up on it). Bounded: at most 128 connections (a pooling client reconnects often behind a
+    failing proxy), every socket closed by ``close()``."""
 
-    def __init__(self, upstream: str, cut_after: int, mode: str = "cut"):
+    def __init__(self, upstream: str, cut_after: float = float("inf"), mode: str = "cut"):
         self.upstream_port = httpx.URL(upstream).port
         self.cut_after, self.mode = cut_after, mode
+        self.failing: str | None = None
+        self.restored = threading.Event()
         self.sent = 0
         self.triggered = threading.Event()
         self.released = threading.Event()
@@ -121,7 +126,7 @@ class Proxy:
                 client, _ = self.listener.accept()
             except OSError:
                 continue
-            if len(self.sockets) >= 64:
+            if len(self.sockets) >= 256 or self.failing == "cut":
                 client.close()
                 continue
             server = socket.create_connection(("127.0.0.1", self.upstream_port))
@@ -132,6 +137,12 @@ class Proxy:
     def _pump(self, source: socket.socket, target: socket.socket, upstream: bool) -> None:
         try:
             while data := source.recv(65536):
+                if self.failing:
+                    if self.failing == "hold":  # nothing goes on; restored, it is dropped
+                        self.restored.wait(60)
+                    for sock in (source, target):
+                        sock.shutdown(socket.SHUT_RDWR)
+                    return
                 if upstream and not self.triggered.is_set():
                     with self.lock:
                         self.sent += len(data)
@@ -153,15 +164,29 @@ class Proxy:
     def release(self) -> None:
         self.released.set()
 
-    def close(self) -> None:
-        self.closed.set()
-        self.released.set()
-        self.listener.close()
+    def fail(self, mode: str) -> None:
+        self.restored.clear()
+        self.failing = mode
+        if mode == "cut":
+            self._shutdown()
+
+    def restore(self) -> None:
+        self.failing = None
+        self.restored.set()
+
+    def _shutdown(self) -> None:
         for sock in self.sockets:
             try:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+
+    def close(self) -> None:
+        self.closed.set()
+        self.released.set()
+        self.listener.close()
+        self._shutdown()
+        for sock in self.sockets:
             sock.close()
         for thread in self.threads:
             thread.join(10)
