@@ -26,14 +26,16 @@ SIMPLE_JSON = {"Accept": "application/vnd.pypi.simple.v1+json"}
 # -- helpers shared by the client tests ------------------------------------------------------------
 
 @pytest.fixture
-def make_server(tmp_path, database_url, storage_dir, dbsession):
-    """Start a server process with extra app settings, or another app (``use``); returns its URL."""
+def make_server(tmp_path, database_url, storage_dir, storage_settings, dbsession):
+    """Start a server process with extra app settings, or another app (``use``); returns its URL.
+    Its storage is the test's (``wsgi_app``'s too, which may do a worker's part)."""
     procs = []
 
     def start(settings: dict | None = None, use: str = "egg:pypi-upload2") -> str:
         port = free_port()
         ini = tmp_path / f"server-{port}.ini"
-        app = {"sqlalchemy.url": database_url, "upload2.storage": str(storage_dir), **(settings or {})}
+        app = {"sqlalchemy.url": database_url, "upload2.storage": str(storage_dir), **storage_settings,
+               **(settings or {})}
         ini.write_text(
             f"[app:main]\nuse = {use}\n" + "".join(f"{k} = {v}\n" for k, v in app.items())
             + f"\n[server:main]\nuse = egg:waitress#main\nlisten = 127.0.0.1:{port}\n"

@@ -40,6 +40,8 @@ def test_a_large_upload_keeps_the_server_flat_and_pip_installs_from_the_bucket(
     with running([pserve, str(ini)], base + "/simple/", stdout=subprocess.DEVNULL,
                  stderr=subprocess.DEVNULL) as proc:
         client = Upload2(base, make_user("alice"))
+        # moto stores and joins the 128 MiB of parts in Python: minutes on a loaded machine.
+        client.http.timeout = httpx.Timeout(300)
         for folder in ("small", "big"):
             (tmp_path / folder).mkdir()
         small = build_wheel(tmp_path / "small", "warm", "1.0")
