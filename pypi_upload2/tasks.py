@@ -175,8 +175,8 @@ TASKS = (verify_file, publish_session, publish_group, resend_processing, expire_
          abort_orphan_uploads, sweep_index)
 PERIODIC = (resend_processing, expire_sessions, purge_ended_sessions, abort_orphan_uploads, sweep_index)
 DUE_INTERVAL = 15  # seconds: a scheduled publish starts within this of its time
-# A worker's task that found the object store down runs again after 1, 2, 4, ... s (at most a
-# minute apart); past the last, the re-send sweep hands it out again.
+# A worker's task that found the object store down runs again within 1, 2, 4, ... s (at most
+# a minute apart, jittered); past the last, the re-send sweep hands it out again.
 STORAGE_RETRIES = {"autoretry_for": (StorageUnavailable,), "retry_backoff": True, "retry_backoff_max": 60,
                    "max_retries": 6}
 

@@ -29,8 +29,8 @@ from pypi_upload2.builtin.auth import new_token
 from . import openapi
 from .oidc import Issuer, serve
 from .artifacts import build_sdist, build_wheel  # noqa: F401  (re-exported for tests)
-from .s3 import (STORAGE, new_bucket, s3_any_part_endpoint, s3_api, s3_bucket, s3_client,  # noqa: F401  (fixtures)
-                 s3_endpoint, s3_settings)
+from .s3 import (STORAGE, keys, multipart_uploads, new_bucket, s3_any_part_endpoint, s3_api,  # noqa: F401  (fixtures)
+                 s3_bucket, s3_client, s3_endpoint, s3_settings)
 
 CT = "application/vnd.pypi.upload.v2+json"
 
@@ -166,6 +166,16 @@ def storage_settings(request) -> dict:
         return {}
     endpoint = request.getfixturevalue("s3_any_part_endpoint")
     return s3_settings(endpoint, new_bucket(s3_client(endpoint)), **{"upload2.s3_min_part_size": "1"})
+
+
+@pytest.fixture
+def stored_keys(storage_dir, storage_settings):
+    """``stored_keys()``: every key the test's storage holds, files on disk or objects and
+    unassembled multipart uploads in the bucket, for checking that nothing is left behind."""
+    if not storage_settings:
+        return lambda: {p.relative_to(storage_dir).as_posix() for p in storage_dir.rglob("*") if p.is_file()}
+    client, bucket = s3_client(storage_settings["upload2.s3_endpoint_url"]), storage_settings["upload2.s3_bucket"]
+    return lambda: {*keys(client, bucket), *multipart_uploads(client, bucket)}
 
 
 @pytest.fixture

@@ -17,5 +17,6 @@ class StorageUnavailable(ServiceUnavailable):
 
     def __init__(self, cause: str):
         super().__init__("Storage unavailable", "The server could not reach its file storage; nothing of this "
-                         "request was kept. Retry the request later.", headers={"Retry-After": str(STORAGE_RETRY_AFTER)})
+                         "request was kept. Retry the request later.",
+                         headers={"Retry-After": str(STORAGE_RETRY_AFTER)})
         self.cause = cause

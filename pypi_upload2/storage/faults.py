@@ -7,22 +7,17 @@ from __future__ import annotations
 import contextlib
 import logging
 
-from botocore.exceptions import (
-    ClientError,
-    ConnectionError,
-    HTTPClientError,
-    IncompleteReadError,
-)
+from botocore import exceptions as boto
 
 from . import StorageUnavailable
 
 log = logging.getLogger(__name__)
 # Refused connections, connect and read timeouts, connections closed or cut mid-response.
-TRANSIENT = (ConnectionError, HTTPClientError, IncompleteReadError)
+TRANSIENT = (boto.ConnectionError, boto.HTTPClientError, boto.IncompleteReadError)
 
 
 def unavailable(exc: Exception) -> bool:
-    if isinstance(exc, ClientError):
+    if isinstance(exc, boto.ClientError):
         return exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) >= 500
     return isinstance(exc, TRANSIENT)
 
@@ -32,7 +27,7 @@ def reachable():
     """Around calls to the store (a decorator too)."""
     try:
         yield
-    except (ClientError, *TRANSIENT) as exc:
+    except (boto.ClientError, *TRANSIENT) as exc:
         if not unavailable(exc):
             raise
         log.warning("object storage unavailable: %s", exc)

@@ -82,7 +82,7 @@ class S3FileStorage:
 
     @classmethod
     def check_settings(cls, registry) -> None:
-        """At the app's start (web process, worker, CLI): wrong credentials, a missing bucket
+        """At the app's start (web process, worker): wrong credentials, a missing bucket
         or an endpoint out of reach stop it with a message saying which, not the first upload."""
         storage = registry["upload2.s3_storage"] = cls.from_settings(registry["upload2.settings"])
         try:

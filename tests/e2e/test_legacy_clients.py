@@ -164,7 +164,7 @@ def test_a_staged_legacy_upload_installs_from_the_stage_then_publishes_through_2
     assert venv.run("import staged_demo; print(staged_demo.VALUE)").stdout.strip() == "staged"
 
 
-def test_legacy_uploads_racing_a_2_0_publish(server, make_user, dbsession, is_postgresql, storage_dir, tmp_path):
+def test_legacy_uploads_racing_a_2_0_publish(server, make_user, dbsession, is_postgresql, stored_keys, tmp_path):
     """Legacy uploads of one filename, each with other bytes, race the publish of a session
     holding it: the live session makes them 409 (or, once published, 400 File already exists).
     Then, with no session live, legacy uploads race each other for a new filename: the filename
@@ -248,7 +248,7 @@ def test_legacy_uploads_racing_a_2_0_publish(server, make_user, dbsession, is_po
     assert len(rows) == len({r.filename for r in rows}) == 12
     staged = dbsession.scalars(sa.select(FileUploadSession).where(FileUploadSession.status != FileStatus.CANCELED))
     keys = {k for obj in [*rows, *staged] for k in (obj.blob_key, obj.metadata_key)}
-    blobs = {os.path.relpath(os.path.join(d, f), storage_dir) for d, _, fs in os.walk(storage_dir) for f in fs}
+    blobs = stored_keys()
     assert blobs <= keys
     assert {r.blob_key for r in rows} <= blobs
 
