@@ -27,6 +27,7 @@ def includeme(config):
     config.add_route("upload2.group.publish", group + "publish")
     config.add_route("upload2.group.extend", group + "extend")
     config.add_route("upload2.group.preflight", group + "preflight")
+    config.add_route("upload2.group.diff", group + "diff")
     config.add_route("upload2.group.unschedule", group + "unschedule")
     group_stage = root + "group-stage/{token}/"
     config.add_route("upload2.group.stage", group_stage)

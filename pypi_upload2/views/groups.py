@@ -3,7 +3,7 @@ services/groups.py, found from the root's ``vnd-upload2-groups`` link."""
 
 from __future__ import annotations
 
-from ..services import groups, loading, schedule
+from ..services import diff, groups, loading, schedule
 from ..states import PublishingStatus
 from .registration import upload2_view
 from .requests import json_body
@@ -20,6 +20,7 @@ def group_links(request, group) -> dict:
         "publish": request.route_url("upload2.group.publish", token=token),
         "extend": request.route_url("upload2.group.extend", token=token),
         "vnd-upload2-preflight": request.route_url("upload2.group.preflight", token=token),
+        "vnd-upload2-diff": request.route_url("upload2.group.diff", token=token),
     }
     if group.publish_after is not None:
         links["vnd-upload2-unschedule"] = request.route_url("upload2.group.unschedule", token=token)
@@ -121,3 +122,12 @@ def unschedule_group(request):
 def preflight_group(request):
     group = loading.release_group(request)
     return preflight_answer(group.status, groups.problems(request, group))
+
+
+@upload2_view(route_name="upload2.group.diff", request_method="GET")
+def diff_group(request):
+    """Each member's stage diff, as its session's own link answers it."""
+    group = loading.release_group(request)
+    return respond({"meta": META, "sessions": [
+        {"name": s.name, "version": s.version, **diff.stage_diff(request, s, s.host_project)}
+        for s in group.sessions]})

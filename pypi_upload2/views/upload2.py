@@ -196,6 +196,7 @@ def extend_file(request):
 @upload2_view(route_name="upload2.group.publish")
 @upload2_view(route_name="upload2.group.extend")
 @upload2_view(route_name="upload2.group.preflight")
+@upload2_view(route_name="upload2.group.diff")
 @upload2_view(route_name="upload2.group.unschedule")
 @upload2_view(route_name="upload2.session")
 @upload2_view(route_name="upload2.publish")
@@ -221,6 +222,7 @@ ALLOWED_METHODS = {
     "upload2.group": "GET, HEAD, DELETE",
     "upload2.group.session": "DELETE",
     "upload2.group.preflight": "GET, HEAD",
+    "upload2.group.diff": "GET, HEAD",
     "upload2.session": "GET, HEAD, DELETE",
     "upload2.file": "GET, HEAD, DELETE",
     "upload2.file.bytes": "POST",

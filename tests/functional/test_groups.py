@@ -345,7 +345,35 @@ def test_the_group_stage_is_one_index_of_every_member(alice, three, testapp, dis
 
 def test_other_methods_are_405_with_allow(alice):
     group = new_group(alice).json
-    response = alice.app.put(group["links"]["publish"], status=405)
-    assert response.headers["Allow"] == "POST"
+    allowed = {"group": "GET, HEAD, DELETE", "stage": None, "sessions": "POST", "publish": "POST", "extend": "POST",
+               "vnd-upload2-preflight": "GET, HEAD", "vnd-upload2-diff": "GET, HEAD"}
+    assert set(group["links"]) == set(allowed)
+    for link, allow in allowed.items():
+        if allow is not None:  # the stage is a simple index (GET only, its own answers)
+            assert alice.app.request(group["links"][link], method="TRACE", status=405).headers["Allow"] == allow
     assert alice.app.put("/2.0/", status=405).headers["Allow"] == "GET, HEAD, POST"
     assert alice.app.get(groups_url(alice), status=405).headers["Allow"] == "POST"
+
+
+def test_the_group_diff_is_each_members_diff_against_its_latest_release(alice, bob, dist_dir):
+    first = alice.create_session("core", "1.0").json
+    alice.upload(first, build_wheel(dist_dir, "core", "1.0"))
+    alice.publish(first)
+    core = alice.create_session("core", "2.0").json
+    alice.upload(core, build_wheel(dist_dir, "core", "2.0", requires_dist=["core-cli>=1.0"]))
+    cli = staged(alice, dist_dir, "core-cli")
+    group = new_group(alice, [core, cli]).json
+
+    body = alice.get(group["links"]["vnd-upload2-diff"]).json
+    assert [(s["name"], s["version"], s["base-version"]) for s in body["sessions"]] == [
+        ("core", "2.0", "1.0"), ("core-cli", "1.0", None)]
+    assert body["sessions"][0]["requires-dist"]["added"] == ["core-cli>=1.0"]
+    assert body["sessions"][1]["files"]["added"] == ["core_cli-1.0-py3-none-any.whl", "core_cli-1.0.tar.gz"]
+    # Each is what the session's own link answers.
+    for member, session in zip(body["sessions"], (core, cli)):
+        own = alice.get(session["links"]["vnd-upload2-diff"]).json
+        assert {k: v for k, v in member.items() if k not in ("name", "version")} == \
+            {k: v for k, v in own.items() if k != "meta"}
+    # Authorized as every group request: bob may upload to neither.
+    assert_problem(bob.get(group["links"]["vnd-upload2-diff"], status=403), 403, source="authorization")
+    assert [m["status"] for m in alice.get(group["links"]["group"]).json["sessions"]] == ["open", "open"]
