@@ -121,6 +121,9 @@ class FileUploadSession(Base):
     received_hashes: Mapped[dict | None] = mapped_column(sa.JSON)
     # When the last byte arrived: the upload is whole from then on.
     received_at: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime)
+    # A wheel's members as inflated while the bytes arrived (services/members.py): their
+    # table's digest, or None where verification reads them back.
+    received_members: Mapped[str | None] = mapped_column(sa.String(64))
     # Resumable appends: the hashing state of the first received_size bytes (services/digests.py).
     digest_state: Mapped[dict | None] = mapped_column(sa.JSON)
     # Since when deferred verification has been processing: the re-send deadline counts from it.

@@ -28,16 +28,18 @@ def receive(request, file_session, body, content_length: int | None) -> None:
     too_large = ContentTooLarge("Too many bytes", f"The file was declared as {declared} bytes.", source="body")
     if content_length is not None and content_length > declared:
         raise too_large
+    scan = files.member_scan(request, file_session.filename)
     try:
         with storage_full(), request.find_service(IFileStorage).writer(file_session.blob_key) as fh:
-            size, digests = copy_hashing(body, fh, file_session.hashes, declared)
+            size, digests = copy_hashing(body, fh, file_session.hashes, declared, scan)
     except TooLarge:
         raise too_large
     except Interrupted as exc:  # nothing of it is kept: the client sends the file again
         raise (RequestTimeout("Body timed out", "No bytes of the body arrived for too long.", source="body")
                if exc.timed_out else BadRequest("Incomplete body", "The body ended before its end.", source="body"))
     purge_on_abort(request, [file_session.blob_key])
-    files.record_received(file_session, size, hashes=digests, whole=True)
+    files.record_received(file_session, size, hashes=digests, whole=True,
+                          members=scan.hexdigest() if scan is not None else None)
 
 
 def includeme(config):

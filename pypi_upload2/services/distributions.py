@@ -35,6 +35,7 @@ from .archives import (
     check_zip_layout,
     check_zip_member,
 )
+from .members import central_digest
 
 StrPath = str | os.PathLike[str]
 # The characters of wheel and sdist filenames (escaped names, PEP 440 versions, tags): nothing
@@ -185,7 +186,7 @@ def _check_zip_entry(info: zipfile.ZipInfo) -> None:
         raise _archive_error(f"Wheel member {info.filename!r} is not a regular file (a symlink or device).")
 
 
-def _inspect_wheel(f: IO[bytes], dist: Distribution, limits: Limits) -> bytes:
+def _inspect_wheel(f: IO[bytes], dist: Distribution, limits: Limits, scanned_members: str | None) -> bytes:
     limit, max_members = limits.metadata, limits.members
     check_zip_layout(f, max_members)
     with zipfile.ZipFile(f) as zf:
@@ -224,9 +225,11 @@ def _inspect_wheel(f: IO[bytes], dist: Distribution, limits: Limits) -> bytes:
             line.startswith(b"Wheel-Version:") for line in read("WHEEL").splitlines()
         ):
             raise DistributionError("WHEEL has no Wheel-Version line.", source="WHEEL")
-        # Last, as it inflates everything: at most the declared total checked above.
-        for info in zf.infolist():
-            check_zip_member(zf, info)
+        # Last, as it inflates everything: at most the declared total checked above. Not again
+        # where the members were inflated as the bytes arrived and gave what the directory says.
+        if scanned_members is None or scanned_members != central_digest(zf.infolist()):
+            for info in zf.infolist():
+                check_zip_member(zf, info)
         return metadata
 
 
@@ -359,14 +362,13 @@ def _opened(source: StrPath | IO[bytes]) -> Iterator[IO[bytes]]:
 
 
 def inspect_distribution(source: StrPath | IO[bytes], dist: Distribution,
-                         limits: Limits = Limits()) -> CoreMetadata:
+                         limits: Limits = Limits(), scanned_members: str | None = None) -> CoreMetadata:
     """Check the file (a path, or a seekable binary file object) really is ``dist`` and
-    return its core metadata."""
+    return its core metadata. ``scanned_members``: a wheel's members.MemberScan digest."""
     wheel = dist.packagetype == "bdist_wheel"
-    inspect = _inspect_wheel if wheel else _inspect_sdist
     try:
         with _opened(source) as f:
-            raw = inspect(f, dist, limits)
+            raw = _inspect_wheel(f, dist, limits, scanned_members) if wheel else _inspect_sdist(f, dist, limits)
     except ArchiveError as exc:
         raise _archive_error(str(exc)) from None
     except _CORRUPT_ARCHIVE as exc:

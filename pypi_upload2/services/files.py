@@ -21,6 +21,7 @@ from . import attestations, loading
 from .cleanup import purge_after_commit, storage_full
 from .digests import ResumableDigests
 from .distributions import CoreMetadata, DistributionError, Limits, inspect_distribution, parse_filename
+from .members import MemberScan
 from .publication import check_new_files_window
 from .publishing import extension, live_files
 from .streaming import TooLarge, copy_hashing
@@ -119,12 +120,15 @@ def create(request, session: PublishingSession, body: dict) -> FileUploadSession
 
 
 def record_received(file_session: FileUploadSession, size: int, *, hashes: dict[str, str] | None = None,
-                    digest_state: dict | None = None, whole: bool = False) -> None:
+                    digest_state: dict | None = None, whole: bool = False, members: str | None = None) -> None:
     """The one call through which every mechanism records what it received: ``size`` bytes
     so far; ``whole`` once the last byte arrived, with the ``hashes`` computed while writing
-    (none: verification hashes the stored bytes), or ``digest_state`` to resume hashing."""
+    (none: verification hashes the stored bytes) and the ``members`` digest of a wheel scanned
+    while writing (none: verification reads its members back), or ``digest_state`` to resume
+    hashing."""
     file_session.received_size = size
     file_session.digest_state = digest_state
+    file_session.received_members = members if whole else None
     if whole:
         file_session.received_hashes = hashes
         file_session.received_at = utcnow()
@@ -148,15 +152,25 @@ def extend(request, file_session: FileUploadSession, extend_for) -> None:
         file_session.expires_at = max(file_session.expires_at, wanted)
 
 
-def inspect_stored(request, filename: str, blob_key: str, metadata_key: str) -> CoreMetadata:
+def member_scan(request, filename: str) -> MemberScan | None:
+    """A scan of the members of the wheel ``filename`` names, for a mechanism to feed while
+    it writes the bytes; None for an sdist."""
+    if not filename.endswith(".whl"):
+        return None
+    return MemberScan(request.registry["upload2.settings"].max_inflated_size)
+
+
+def inspect_stored(request, filename: str, blob_key: str, metadata_key: str,
+                   members: str | None = None) -> CoreMetadata:
     """Check the bytes under ``blob_key`` are the distribution ``filename`` names and store
-    its core metadata under ``metadata_key``; raises DistributionError."""
+    its core metadata under ``metadata_key``; raises DistributionError. ``members``: the
+    digest of the wheel's members scanned as the bytes arrived."""
     storage = request.find_service(IFileStorage)
     settings = request.registry["upload2.settings"]
     limits = Limits(metadata=settings.max_metadata_size, members=settings.max_archive_members,
                     inflated=settings.max_inflated_size)
     with storage.open(blob_key) as fh:
-        metadata = inspect_distribution(fh, parse_filename(filename), limits)
+        metadata = inspect_distribution(fh, parse_filename(filename), limits, scanned_members=members)
     with storage_full("file"), storage.writer(metadata_key) as fh:
         fh.write(metadata.raw)
     return metadata
@@ -180,7 +194,8 @@ def verify(request, file_session: FileUploadSession) -> str | None:
     if (failure := attestations.verify(file_session)) is not None:
         return failure
     try:
-        metadata = inspect_stored(request, file_session.filename, file_session.blob_key, file_session.metadata_key)
+        metadata = inspect_stored(request, file_session.filename, file_session.blob_key, file_session.metadata_key,
+                                  file_session.received_members)
     except DistributionError as exc:
         return f"{exc.source}: {exc.message}"
     file_session.metadata_sha256 = hashlib.sha256(metadata.raw).hexdigest()

@@ -51,6 +51,7 @@ class Upload:
     key: str
     size: int
     digests: dict[str, str]  # digest field -> hex digest of the bytes received
+    members: str | None  # a wheel's members.MemberScan digest
 
     @property
     def sha256(self) -> str:
@@ -82,11 +83,11 @@ def receive(request, who) -> Upload:
                                           if part.name == "attestations" else FIELD_LIMIT)
     if received is None:
         raise BadRequest("Missing file", "The form has no 'content' file part.", source="content")
-    filename, size, digests = received
+    filename, size, digests, members = received
     for field, (_, new) in DIGESTS.items():
         if fields.get(field) and field not in digests:  # declared after the file: hash what was stored
             digests[field] = _hash_stored(storage, key, new())
-    return Upload(fields, filename, key, size, digests)
+    return Upload(fields, filename, key, size, digests, members)
 
 
 def _precheck(request, who, filename: str) -> None:
@@ -100,11 +101,13 @@ def _precheck(request, who, filename: str) -> None:
         raise Forbidden("Not allowed", f"You may not upload to {dist.name!r}.", source="name")
 
 
-def _store(request, storage, key: str, part: formdata.Part, fields: dict) -> tuple[int, dict[str, str]]:
+def _store(request, storage, key: str, part: formdata.Part, fields: dict) -> tuple[int, dict[str, str], str | None]:
     # sha256 always (the index's own record); the other digests when declared before the file
     # (a loop of its own: streaming.copy_hashing pulls from a file and cannot make blake2b-256).
     limit = request.registry["upload2.settings"].max_file_size
     hashers = {field: new() for field, (_, new) in DIGESTS.items() if field == "sha256_digest" or fields.get(field)}
+    scan = files.member_scan(request, part.filename)
+    sinks = [*hashers.values(), *([scan] if scan is not None else [])]
     size = 0
     with storage_full("content"), storage.writer(key) as fh:
         for chunk in part.chunks():
@@ -112,10 +115,11 @@ def _store(request, storage, key: str, part: formdata.Part, fields: dict) -> tup
             if size > limit:
                 raise ContentTooLarge("File too large", f"The file exceeds this index's limit of {limit} bytes.",
                                       source="content")
-            for hasher in hashers.values():
-                hasher.update(chunk)
+            for sink in sinks:
+                sink.update(chunk)
             fh.write(chunk)
-    return size, {field: hasher.hexdigest() for field, hasher in hashers.items()}
+    return (size, {field: hasher.hexdigest() for field, hasher in hashers.items()},
+            scan.hexdigest() if scan is not None else None)
 
 
 def _hash_stored(storage, key: str, hasher) -> str:
@@ -227,7 +231,8 @@ def _add(request, who, session: PublishingSession, upload: Upload, moved: list[s
     request.find_service(IFileStorage).move(upload.key, file_session.blob_key)
     if moved is not None:
         moved += keys
-    files.record_received(file_session, upload.size, hashes={"sha256": upload.sha256}, whole=True)
+    files.record_received(file_session, upload.size, hashes={"sha256": upload.sha256}, whole=True,
+                          members=upload.members)
     files.complete(request, file_session)
     if file_session.status == FileStatus.ERROR:
         raise files.failure(file_session)  # nothing of this request is kept, a session it created included

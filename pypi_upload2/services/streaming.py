@@ -32,8 +32,9 @@ def _update(hashers, chunk: bytes) -> None:
         hasher.update(chunk)
 
 
-def copy_hashing(source, target, algorithms, limit: int) -> tuple[int, dict[str, str]]:
+def copy_hashing(source, target, algorithms, limit: int, scan=None) -> tuple[int, dict[str, str]]:
     """Copy ``source`` to ``target`` (file objects); return (size, {algorithm: hexdigest}).
+    ``scan``, if given, is fed every chunk as the hashers are (members.MemberScan).
     Raises TooLarge as soon as more than ``limit`` bytes arrive, Interrupted when the body
     stops before its end.
 
@@ -41,13 +42,14 @@ def copy_hashing(source, target, algorithms, limit: int) -> tuple[int, dict[str,
     is read and written: on a free core hashing costs no wall time (benchmarks/upload.py
     measured +25% throughput). Memory stays at two chunks."""
     hashers = {name: hashlib.new(name) for name in {"sha256", *algorithms}}
+    sinks = [*hashers.values(), *([scan] if scan is not None else [])]
     first = _read(source, CHUNK)
     second = _read(source, CHUNK) if first else b""
     if not second:  # a small file: hashing it in line costs less than starting a thread
         if len(first) > limit:
             raise TooLarge(len(first))
         target.write(first)
-        _update(hashers.values(), first)
+        _update(sinks, first)
         return len(first), {name: hasher.hexdigest() for name, hasher in hashers.items()}
     size = 0
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="upload2-hash") as pool:
@@ -59,7 +61,7 @@ def copy_hashing(source, target, algorithms, limit: int) -> tuple[int, dict[str,
             target.write(chunk)
             if hashing is not None:
                 hashing.result()  # one chunk at a time, in order
-            hashing = pool.submit(_update, hashers.values(), chunk)
+            hashing = pool.submit(_update, sinks, chunk)
         if hashing is not None:
             hashing.result()
     return size, {name: hasher.hexdigest() for name, hasher in hashers.items()}

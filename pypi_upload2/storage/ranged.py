@@ -15,6 +15,11 @@ READ_AHEAD = 256 * 1024
 # arrive: one request per scan, not one per read (a request costs its round trip on any
 # store, and some stores copy the object for each).
 STREAM_FROM = 1024 * 1024
+# An object's last bytes, fetched by one GET the first time a read falls inside them and kept,
+# as the last small GET is: a zip's end record, central directory and (as wheels are written)
+# its .dist-info members are there, its first members at the start, and zipfile reads them
+# in many small seeks back and forth.
+TAIL = 1024 * 1024
 
 
 class _RangedRaw(io.RawIOBase):
@@ -24,6 +29,8 @@ class _RangedRaw(io.RawIOBase):
         # The open response of a sequential scan, and the offset its next byte has; where the
         # last bounded GET ended.
         self.stream, self.stream_at, self.read_end = None, -1, -1
+        self.tail: tuple[int, bytes] | None = None
+        self.window: tuple[int, bytes] = (0, b"")  # the last small GET's
 
     def readable(self) -> bool:
         return True
@@ -39,8 +46,9 @@ class _RangedRaw(io.RawIOBase):
         self.position = max(0, base + offset)
         return self.position
 
-    def _request(self, end: int):
-        return self.client.get_object(Bucket=self.bucket, Key=self.key, Range=f"bytes={self.position}-{end}")["Body"]
+    def _request(self, end: int, start: int | None = None):
+        start = self.position if start is None else start
+        return self.client.get_object(Bucket=self.bucket, Key=self.key, Range=f"bytes={start}-{end}")["Body"]
 
     @reachable()
     def _get(self, length: int) -> bytes:
@@ -48,10 +56,13 @@ class _RangedRaw(io.RawIOBase):
         if end < self.position:
             return b""
         if self.stream is None or self.stream_at != self.position:
+            if (kept := self._kept(end)) is not None:
+                return kept
             self._end_stream()
             if length < STREAM_FROM and self.position != self.read_end:
                 with self._request(end) as body:
                     data = body.read()
+                self.window = (self.position, data)
                 self.position += len(data)
                 self.read_end = self.position
                 return data
@@ -64,6 +75,20 @@ class _RangedRaw(io.RawIOBase):
         self.position += len(data)
         self.stream_at = self.position
         return data
+
+    def _kept(self, end: int) -> bytes | None:
+        """The bytes from the position on (up to ``end``) out of the tail or the last small
+        GET, if either holds the position; the tail is fetched when the position is in it."""
+        tail_start = max(0, self.size - TAIL)
+        if self.tail is None and self.position >= tail_start:
+            with self._request(self.size - 1, start=tail_start) as body:
+                self.tail = (tail_start, body.read())
+        for start, data in (self.tail or (0, b""), self.window):
+            if start <= self.position < start + len(data):
+                piece = data[self.position - start:end + 1 - start]
+                self.position += len(piece)
+                return piece
+        return None
 
     def _end_stream(self) -> None:
         if self.stream is not None:

@@ -3,11 +3,13 @@ that any number of web hosts and workers share them with no shared disk.
 
 Writers stream into multipart uploads a part at a time; resumable appends become the parts
 of one multipart upload per file, numbered in order and assembled when the file completes;
-reads are ranged GETs. Nothing is held in memory beyond one part.
+reads are ranged GETs. Nothing is held in memory beyond two parts (one sent while the next
+is received).
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import datetime
 import logging
@@ -231,7 +233,11 @@ class S3FileStorage:
 
 class _MultipartWriter:
     """A write-only file that sends every ``part_size`` bytes as a part of a multipart upload
-    (begun with the first full part), and a smaller file as one PUT."""
+    (begun with the first full part), and a smaller file as one PUT.
+
+    A part is sent on a thread of its own while the next one is received, so that a request
+    takes about as long as its slower half, not both; one part at most is in flight (memory:
+    the part being sent and the one being filled, joined into one body once the first is sent)."""
 
     def __init__(self, storage: S3FileStorage, full_key: str):
         self.storage, self.key = storage, full_key
@@ -240,6 +246,8 @@ class _MultipartWriter:
         self.buffered = 0
         self.upload_id: str | None = None
         self.parts: list[dict] = []
+        self.sender: concurrent.futures.ThreadPoolExecutor | None = None
+        self.in_flight: concurrent.futures.Future | None = None
 
     def write(self, data) -> int:
         self.chunks.append(bytes(data))
@@ -256,10 +264,28 @@ class _MultipartWriter:
         client, bucket = self.storage.client, self.storage.bucket
         if self.upload_id is None:
             self.upload_id = client.create_multipart_upload(Bucket=bucket, Key=self.key)["UploadId"]
+            self.sender = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="upload2-s3-part")
+        # The part in flight first: a failure fails this write, in the request's thread, and
+        # its body is freed before the next one is joined.
+        self._settle()
+        body = self._take()
         number = len(self.parts) + 1
-        reply = client.upload_part(Bucket=bucket, Key=self.key, UploadId=self.upload_id, PartNumber=number,
-                                   Body=self._take())
-        self.parts.append({"PartNumber": number, "ETag": reply["ETag"]})
+        self.in_flight = self.sender.submit(self._upload_part, number, body)
+
+    def _upload_part(self, number: int, body: bytes) -> dict:
+        reply = self.storage.client.upload_part(Bucket=self.storage.bucket, Key=self.key, UploadId=self.upload_id,
+                                                PartNumber=number, Body=body)
+        return {"PartNumber": number, "ETag": reply["ETag"]}
+
+    def _settle(self) -> None:
+        if self.in_flight is not None:
+            in_flight, self.in_flight = self.in_flight, None
+            self.parts.append(in_flight.result())
+
+    def _stop_sender(self) -> None:
+        if self.sender is not None:
+            self.sender.shutdown(wait=True)
+            self.sender = None
 
     def finish(self) -> None:
         client, bucket = self.storage.client, self.storage.bucket
@@ -268,12 +294,17 @@ class _MultipartWriter:
             return
         if self.buffered:
             self._send_part()
+        self._settle()
+        self._stop_sender()
         client.complete_multipart_upload(Bucket=bucket, Key=self.key, UploadId=self.upload_id,
                                          MultipartUpload={"Parts": self.parts})
 
     def abort(self) -> None:
         if self.upload_id is None:
             return
+        # The part in flight ends (sent or failed) before the upload is aborted, so that it
+        # cannot land in an upload aborted under it.
+        self._stop_sender()
         try:
             with reachable():
                 self.storage._abort(self.key, self.upload_id)

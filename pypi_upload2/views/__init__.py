@@ -3,6 +3,9 @@ upload API."""
 
 
 def includeme(config):
+    from .registration import view_options
+    from .upload2 import ALLOWED_METHODS, method_not_allowed
+
     root = config.registry["upload2.settings"].root_path
     session = root + "sessions/{token}/"
     file = session + "files/{file_id}/"
@@ -39,6 +42,8 @@ def includeme(config):
     config.add_route("upload2.stage.provenance", stage + "integrity/{file_id}/{filename}/provenance")
     config.add_route("upload2.stage.project", stage + "{name}/")
     config.scan(".upload2")
+    for route in ALLOWED_METHODS:  # the fallback of each route: a method it takes matches first
+        config.add_view(method_not_allowed, route_name=route, **view_options(config.registry, None))
     config.scan(".mechanisms")
     config.scan(".resumable")
     config.scan(".attestations")

@@ -16,6 +16,9 @@ import webtest
 from pypi_upload2 import main
 from pypi_upload2.models import FileUploadSession
 from pypi_upload2.services.archives import check_zip_member
+from pypi_upload2.services.distributions import inspect_distribution, parse_filename
+from pypi_upload2.services.members import MemberScan
+from pypi_upload2.storage.ranged import TAIL
 from pypi_upload2.storage.s3 import S3FileStorage
 from tests.conftest import Uploader, assert_problem, build_wheel, fetch
 from tests.functional.test_deferred import run_task
@@ -263,6 +266,7 @@ def test_parts_lost_in_the_store_fail_the_file_with_a_notice(alice, session, big
 
 
 def test_small_reads_are_ranged_and_a_sequential_scan_is_one_request(s3_api, s3_bucket, big_wheel):
+    """And reads in the object's last MiB come from one GET of it, kept."""
     data = big_wheel.read_bytes()
     s3_api.put_object(Bucket=s3_bucket, Key="wheel", Body=data)
     storage = S3FileStorage(s3_api, s3_bucket)
@@ -271,12 +275,14 @@ def test_small_reads_are_ranged_and_a_sequential_scan_is_one_request(s3_api, s3_
     with storage.open("wheel") as fh:
         fh.seek(len(data) - 100)
         assert fh.read(100) == data[-100:]
+        fh.seek(len(data) - TAIL + 5)
+        assert fh.read(1000) == data[len(data) - TAIL + 5:len(data) - TAIL + 1005]
         fh.seek(0)
         assert b"".join(iter(lambda: fh.read(MiB), b"")) == data
         fh.seek(3 * MiB)
         assert fh.read(MiB) + fh.read(10) == data[3 * MiB:4 * MiB + 10]
-    # A 256 KiB read-ahead for the small read; one GET to the end for each sequential scan.
-    assert ranges == [f"bytes={len(data) - 100}-{len(data) - 1}", f"bytes=0-{len(data) - 1}",
+    # The tail for both small reads in it; one GET to the end for each sequential scan.
+    assert ranges == [f"bytes={len(data) - TAIL}-{len(data) - 1}", f"bytes=0-{len(data) - 1}",
                       f"bytes={3 * MiB}-{len(data) - 1}"]
     # Inspecting the wheel (its central directory, METADATA, every member inflated) reads
     # it in a handful of requests, not one per MiB.
@@ -285,3 +291,11 @@ def test_small_reads_are_ranged_and_a_sequential_scan_is_one_request(s3_api, s3_
         for info in zf.infolist():
             check_zip_member(zf, info)
     assert len(ranges) < 8, ranges
+    # What a completion reads of a wheel whose members were scanned as it arrived: its first
+    # block and its tail (central directory, METADATA, WHEEL).
+    scan = MemberScan(1 << 30)
+    scan.update(data)
+    ranges.clear()
+    with storage.open("wheel") as fh:
+        assert inspect_distribution(fh, parse_filename(big_wheel.name), scanned_members=scan.hexdigest()).name == "foo"
+    assert ranges == [f"bytes={len(data) - TAIL}-{len(data) - 1}", "bytes=0-262143"], ranges
