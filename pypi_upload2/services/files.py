@@ -157,7 +157,8 @@ def member_scan(request, filename: str) -> MemberScan | None:
     it writes the bytes; None for an sdist."""
     if not filename.endswith(".whl"):
         return None
-    return MemberScan(request.registry["upload2.settings"].max_inflated_size)
+    settings = request.registry["upload2.settings"]
+    return MemberScan(settings.max_inflated_size, settings.max_archive_members)
 
 
 def inspect_stored(request, filename: str, blob_key: str, metadata_key: str,

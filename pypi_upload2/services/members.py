@@ -46,8 +46,8 @@ class MemberScan:
     """Fed the file's bytes in order from its first (``update``, as a hasher is), it gives
     the digest of its members' table (``hexdigest``), or None where it lost the archive."""
 
-    def __init__(self, max_inflated: int):
-        self.budget = max_inflated
+    def __init__(self, max_inflated: int, max_members: int):
+        self.budget, self.max_members = max_inflated, max_members
         self.rows: list[list] | None = []
         self.position = 0  # the stream offset of the next byte fed
         self.header = bytearray()  # a local header being gathered
@@ -68,9 +68,8 @@ class MemberScan:
             return None  # lost, or the bytes stopped inside a member
         return _digest(self.rows)
 
-    def _lose(self) -> int:
+    def _lose(self) -> None:
         self.rows, self.member, self.inflater = None, None, None
-        return 0
 
     def _header_size(self) -> int:
         if len(self.header) < _LOCAL.size:
@@ -129,15 +128,16 @@ class MemberScan:
     def _inflated(self, out) -> None:
         self.budget -= len(out)
         if self.budget < 0:
-            self._lose()  # completion refuses it (or finds why) from the stored copy
+            self._lose()  # the inspection refuses it (or finds why) from the stored copy
             return
         self.member[4] += len(out)
         self.member[5] = zlib.crc32(out, self.member[5])
 
     def _end_member(self) -> None:
-        if self.rows is not None:
-            self.rows.append(self.member)
+        self.rows.append(self.member)
         self.member, self.inflater = None, None
+        if len(self.rows) > self.max_members:
+            self._lose()  # the inspection refuses so many; the table stays bounded meanwhile
 
 
 def _zip64_compressed_size(extra: bytes, csize: int, usize: int) -> int | None:

@@ -293,7 +293,7 @@ def test_small_reads_are_ranged_and_a_sequential_scan_is_one_request(s3_api, s3_
     assert len(ranges) < 8, ranges
     # What a completion reads of a wheel whose members were scanned as it arrived: its first
     # block and its tail (central directory, METADATA, WHEEL).
-    scan = MemberScan(1 << 30)
+    scan = MemberScan(1 << 30, 100)
     scan.update(data)
     ranges.clear()
     with storage.open("wheel") as fh:

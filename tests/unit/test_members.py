@@ -19,8 +19,8 @@ from tests.hostile import MiB, entry, wheel_entries, write_zip, zeros_entry
 WHEEL = "foo-1.0-py3-none-any.whl"
 
 
-def scanned(data: bytes, step: int | None = None, budget: int = 1 << 30) -> str | None:
-    scan = MemberScan(budget)
+def scanned(data: bytes, step: int | None = None, budget: int = 1 << 30, members: int = 100) -> str | None:
+    scan = MemberScan(budget, members)
     step = step or len(data) or 1
     for at in range(0, len(data), step):
         scan.update(data[at:at + step])
@@ -98,6 +98,7 @@ def test_the_scan_gives_up_where_it_cannot_follow(tmp_path):
     wheel = build_wheel(tmp_path, "foo", "1.0", padding=100_000).read_bytes()
     assert scanned(wheel[:len(wheel) // 2], 4096) is None  # the bytes stopped inside a member
     assert scanned(wheel, budget=1000) is None  # more inflated than it may inflate
+    assert scanned(wheel, members=2) is None  # more members than a wheel may have
     stored_method = write_zip(wheel_entries() + [entry("foo/b.bin", b"data", method=12)])  # bzip2
     assert scanned(stored_method) is None
 
