@@ -108,22 +108,28 @@ class MemberScan:
     def _data(self, view: memoryview) -> int:
         piece = view[:self.left]
         self.left -= len(piece)
-        if self.inflater is None:
-            self._inflated(piece)
-        else:
-            chunk = bytes(piece)
-            while chunk and not self.inflater.eof:
-                self._inflated(self.inflater.decompress(chunk, _OUT))
-                if self.rows is None:
-                    return 0
-                chunk = self.inflater.unconsumed_tail
+        try:
+            self._inflate(piece)
+        except zlib.error:
+            self._lose()  # a corrupt stream: the inspection says so from the stored copy
         if self.rows is None:
             return 0
         if not self.left:
-            if self.inflater is not None and not self.inflater.eof:
-                self._inflated(self.inflater.flush())
             self._end_member()
         return len(piece)
+
+    def _inflate(self, piece: memoryview) -> None:
+        if self.inflater is None:
+            self._inflated(piece)
+            return
+        chunk = bytes(piece)
+        while chunk and not self.inflater.eof:
+            self._inflated(self.inflater.decompress(chunk, _OUT))
+            if self.rows is None:
+                return
+            chunk = self.inflater.unconsumed_tail
+        if not self.left and not self.inflater.eof:
+            self._inflated(self.inflater.flush())
 
     def _inflated(self, out) -> None:
         self.budget -= len(out)

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from pypi_upload2.models import FileUploadSession
 from pypi_upload2.services.members import central_digest
 from tests.conftest import build_sdist, build_wheel
+from tests.hostile import entry, wheel_entries, write_zip
 from tests.functional.test_legacy import Legacy
 from tests.functional.test_resumable import upload_resumable
 
@@ -63,3 +64,24 @@ def test_the_legacy_form_records_a_wheels_members(testapp, make_user, dist_dir, 
     wheel = build_wheel(dist_dir, "foo", "1.0", padding=200_000)
     Legacy(testapp, make_user("carol")).upload(wheel)
     assert recorded(dbsession, wheel.name) == directory(wheel)
+
+
+def broken_deflate_wheel(dist_dir, name: str):
+    """A wheel whose member's deflate stream is not one (a reserved block type)."""
+    broken = entry(f"{name}/broken.py", b"x = 1\n")
+    broken.payload = b"\xff" * 16
+    path = dist_dir / f"{name}-1.0-py3-none-any.whl"
+    path.write_bytes(write_zip(wheel_entries(name) + [broken]))
+    return path
+
+
+def test_a_broken_deflate_stream_is_a_400_through_either_door(alice, testapp, make_user, dist_dir, dbsession):
+    wheel = broken_deflate_wheel(dist_dir, "foo")
+    session = alice.create_session().json
+    file_session = alice.start_file(session, wheel).json
+    alice.send_bytes(file_session, wheel.read_bytes())
+    refused = alice.post(file_session["links"]["complete"], status=400).json
+    assert refused["title"] == "File verification failed" and "not a valid wheel" in refused["detail"]
+    assert recorded(dbsession, wheel.name) is None  # the scan gave up on it
+    response = Legacy(testapp, make_user("carol")).upload(broken_deflate_wheel(dist_dir, "bar"), status=400)
+    assert "not a valid wheel" in response.text

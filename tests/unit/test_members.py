@@ -5,6 +5,7 @@ hostile archive does it turn the inspection's refusal into an acceptance."""
 from __future__ import annotations
 
 import io
+import random
 import struct
 import tracemalloc
 import zipfile
@@ -188,3 +189,28 @@ def directory_or_none(data: bytes) -> str | None:
         return directory(data)
     except zipfile.BadZipFile:
         return None
+
+
+def test_on_randomly_damaged_wheels_the_scan_changes_no_verdict():
+    """Bytes flipped anywhere (local headers, deflate streams, the central directory): the
+    inspection with the scan's digest says what it says without it, a refusal word for word."""
+    base = write_zip(wheel_entries() + [entry("foo/data.py", b"x = 1\n" * 200),
+                                        entry("foo/table.bin", bytes(range(256)) * 40)])
+    dist, rng = parse_filename(WHEEL), random.Random(694)
+
+    def verdict(data: bytes, digest: str | None):
+        try:
+            return inspect_distribution(io.BytesIO(data), dist, Limits(), scanned_members=digest).name
+        except DistributionError as exc:
+            return exc.message
+
+    refusals = 0
+    for _ in range(1500):
+        data = bytearray(base)
+        for _ in range(rng.randint(1, 3)):
+            data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+        data = bytes(data)
+        plain = verdict(data, None)
+        assert verdict(data, scanned(data, 97)) == plain
+        refusals += plain != "foo"
+    assert 0 < refusals < 1500  # damage that matters, and damage that does not (a flipped time)
