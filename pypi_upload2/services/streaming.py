@@ -51,10 +51,11 @@ def copy_hashing(source, target, algorithms, limit: int, scan=None) -> tuple[int
         target.write(first)
         _update(sinks, first)
         return len(first), {name: hasher.hexdigest() for name, hasher in hashers.items()}
-    size = 0
+    size, read = 0, [first, second]
+    del first, second  # each chunk is freed once it is written and hashed
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="upload2-hash") as pool:
         hashing = None
-        for chunk in _chunks(source, first, second):
+        for chunk in _chunks(source, read):
             size += len(chunk)
             if size > limit:
                 raise TooLarge(size)
@@ -67,7 +68,8 @@ def copy_hashing(source, target, algorithms, limit: int, scan=None) -> tuple[int
     return size, {name: hasher.hexdigest() for name, hasher in hashers.items()}
 
 
-def _chunks(source, *read):
-    yield from read
+def _chunks(source, read: list[bytes]):
+    while read:
+        yield read.pop(0)
     while chunk := _read(source, CHUNK):
         yield chunk

@@ -12,6 +12,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import datetime
+import io
 import logging
 import tempfile
 
@@ -231,48 +232,94 @@ class S3FileStorage:
             self.client.abort_multipart_upload(Bucket=self.bucket, Key=full_key, UploadId=upload_id)
 
 
+class _PartBody(io.RawIOBase):
+    """A seekable reader over a part buffer, so that the client streams the part from it (and
+    rewinds it for a retry) without a copy of its own."""
+
+    def __init__(self, view: memoryview):
+        self.view, self.position = view, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, target) -> int:
+        count = min(len(target), len(self.view) - self.position)
+        target[:count] = self.view[self.position:self.position + count]
+        self.position += count
+        return count
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: len(self.view)}[whence]
+        self.position = max(0, base + offset)
+        return self.position
+
+    def tell(self) -> int:
+        return self.position
+
+
 class _MultipartWriter:
     """A write-only file that sends every ``part_size`` bytes as a part of a multipart upload
     (begun with the first full part), and a smaller file as one PUT.
 
     A part is sent on a thread of its own while the next one is received, so that a request
-    takes about as long as its slower half, not both; one part at most is in flight (memory:
-    the part being sent and the one being filled, joined into one body once the first is sent)."""
+    takes about as long as its slower half, not both; one part at most is in flight. Two part
+    buffers take turns, filled in place, so that memory is two parts whatever the file's size
+    and whenever the garbage collector runs."""
 
     def __init__(self, storage: S3FileStorage, full_key: str):
         self.storage, self.key = storage, full_key
-        # The chunks written since the last part, joined once into the part's body.
+        # The first part is gathered as chunks, so that a small file never takes a whole part's
+        # buffer; the buffers come with the multipart upload.
         self.chunks: list[bytes] = []
-        self.buffered = 0
+        self.filling: bytearray | None = None
+        self.spare: bytearray | None = None  # the buffer of the part in flight, filled next
+        self.filled = 0
         self.upload_id: str | None = None
         self.parts: list[dict] = []
         self.sender: concurrent.futures.ThreadPoolExecutor | None = None
         self.in_flight: concurrent.futures.Future | None = None
 
     def write(self, data) -> int:
-        self.chunks.append(bytes(data))
-        self.buffered += len(data)
-        if self.buffered >= self.storage.part_size:
-            self._send_part()
+        view, part_size = memoryview(data).cast("B"), self.storage.part_size
+        while view:
+            taken = view[:part_size - self.filled]
+            if self.filling is None:
+                self.chunks.append(bytes(taken))
+            else:  # in place: a buffer shared with a sender never grows
+                self.filling[self.filled:self.filled + len(taken)] = taken
+            self.filled += len(taken)
+            view = view[len(taken):]
+            if self.filled == part_size:
+                self._send_part()
         return len(data)
 
-    def _take(self) -> bytes:
-        body, self.chunks, self.buffered = b"".join(self.chunks), [], 0
-        return body
+    def _gather(self) -> bytearray:
+        buffer, position = bytearray(self.storage.part_size), 0
+        while self.chunks:
+            chunk = self.chunks.pop(0)
+            buffer[position:position + len(chunk)] = chunk
+            position += len(chunk)
+        return buffer
 
     def _send_part(self) -> None:
         client, bucket = self.storage.client, self.storage.bucket
         if self.upload_id is None:
             self.upload_id = client.create_multipart_upload(Bucket=bucket, Key=self.key)["UploadId"]
             self.sender = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="upload2-s3-part")
+            self.filling = self._gather()
         # The part in flight first: a failure fails this write, in the request's thread, and
-        # its body is freed before the next one is joined.
+        # its buffer is free to be filled next.
         self._settle()
-        body = self._take()
         number = len(self.parts) + 1
-        self.in_flight = self.sender.submit(self._upload_part, number, body)
+        self.in_flight = self.sender.submit(self._upload_part, number, _PartBody(memoryview(self.filling)[:self.filled]))
+        if self.spare is None:
+            self.spare = bytearray(self.storage.part_size)
+        self.filling, self.spare, self.filled = self.spare, self.filling, 0
 
-    def _upload_part(self, number: int, body: bytes) -> dict:
+    def _upload_part(self, number: int, body: _PartBody) -> dict:
         reply = self.storage.client.upload_part(Bucket=self.storage.bucket, Key=self.key, UploadId=self.upload_id,
                                                 PartNumber=number, Body=body)
         return {"PartNumber": number, "ETag": reply["ETag"]}
@@ -290,9 +337,9 @@ class _MultipartWriter:
     def finish(self) -> None:
         client, bucket = self.storage.client, self.storage.bucket
         if self.upload_id is None:
-            client.put_object(Bucket=bucket, Key=self.key, Body=self._take())
+            client.put_object(Bucket=bucket, Key=self.key, Body=b"".join(self.chunks))
             return
-        if self.buffered:
+        if self.filled:
             self._send_part()
         self._settle()
         self._stop_sender()
