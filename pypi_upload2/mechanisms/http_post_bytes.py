@@ -38,8 +38,7 @@ def receive(request, file_session, body, content_length: int | None) -> None:
         raise (RequestTimeout("Body timed out", "No bytes of the body arrived for too long.", source="body")
                if exc.timed_out else BadRequest("Incomplete body", "The body ended before its end.", source="body"))
     purge_on_abort(request, [file_session.blob_key])
-    files.record_received(file_session, size, hashes=digests, whole=True,
-                          members=scan.hexdigest() if scan is not None else None)
+    files.record_received(file_session, size, hashes=digests, whole=True, members=scan.hexdigest())
 
 
 def includeme(config):

@@ -21,7 +21,7 @@ from . import attestations, loading
 from .cleanup import purge_after_commit, storage_full
 from .digests import ResumableDigests
 from .distributions import CoreMetadata, DistributionError, Limits, inspect_distribution, parse_filename
-from .members import MemberScan
+from .members import MemberScan, NoScan
 from .publication import check_new_files_window
 from .publishing import extension, live_files
 from .streaming import TooLarge, copy_hashing
@@ -152,11 +152,11 @@ def extend(request, file_session: FileUploadSession, extend_for) -> None:
         file_session.expires_at = max(file_session.expires_at, wanted)
 
 
-def member_scan(request, filename: str) -> MemberScan | None:
+def member_scan(request, filename: str) -> MemberScan | NoScan:
     """A scan of the members of the wheel ``filename`` names, for a mechanism to feed while
-    it writes the bytes; None for an sdist."""
+    it writes the bytes (an sdist's scans nothing)."""
     if not filename.endswith(".whl"):
-        return None
+        return NoScan()
     settings = request.registry["upload2.settings"]
     return MemberScan(settings.max_inflated_size, settings.max_archive_members)
 

@@ -107,7 +107,7 @@ def _store(request, storage, key: str, part: formdata.Part, fields: dict) -> tup
     limit = request.registry["upload2.settings"].max_file_size
     hashers = {field: new() for field, (_, new) in DIGESTS.items() if field == "sha256_digest" or fields.get(field)}
     scan = files.member_scan(request, part.filename)
-    sinks = [*hashers.values(), *([scan] if scan is not None else [])]
+    sinks = [*hashers.values(), scan]
     size = 0
     with storage_full("content"), storage.writer(key) as fh:
         for chunk in part.chunks():
@@ -118,8 +118,7 @@ def _store(request, storage, key: str, part: formdata.Part, fields: dict) -> tup
             for sink in sinks:
                 sink.update(chunk)
             fh.write(chunk)
-    return (size, {field: hasher.hexdigest() for field, hasher in hashers.items()},
-            scan.hexdigest() if scan is not None else None)
+    return size, {field: hasher.hexdigest() for field, hasher in hashers.items()}, scan.hexdigest()
 
 
 def _hash_stored(storage, key: str, hasher) -> str:

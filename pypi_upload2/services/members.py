@@ -42,6 +42,16 @@ def central_digest(infos: list[zipfile.ZipInfo]) -> str:
                      info.file_size, info.CRC, info.orig_filename] for info in infos])
 
 
+class NoScan:
+    """An sdist's scan: fed as a wheel's is, it scans nothing and has no digest."""
+
+    def update(self, data) -> None:
+        pass
+
+    def hexdigest(self) -> None:
+        return None
+
+
 class MemberScan:
     """Fed the file's bytes in order from its first (``update``, as a hasher is), it gives
     the digest of its members' table (``hexdigest``), or None where it lost the archive."""
