@@ -25,6 +25,7 @@ from zope.interface import implementer
 from ..interfaces import IFileStorage
 from . import StorageError, StorageUnavailable
 from .faults import reachable
+from .known import KnownUploads
 from .ranged import ranged_reader
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ class S3FileStorage:
         self.client, self.bucket, self.prefix = client, bucket, prefix
         self.min_part_size = min_part_size
         self.part_size, self.url_expiry, self.spool_dir = max(part_size, min_part_size), url_expiry, spool_dir
+        self.known = KnownUploads()
 
     @classmethod
     def from_settings(cls, settings) -> S3FileStorage:
@@ -143,6 +145,7 @@ class S3FileStorage:
 
     @reachable()
     def discard_parts(self, key: str) -> None:
+        self.known.forget(self._key(key))
         for upload in self._uploads(self._key(key)):
             self._abort(upload["Key"], upload["UploadId"])
 
@@ -167,21 +170,34 @@ class S3FileStorage:
     @contextlib.contextmanager
     def appender(self, key: str, offset: int):
         full = self._key(key)
-        with reachable():
-            upload_id, parts = self._acknowledged(full, offset, create=True)
+        known = self.known.at(full, offset)
+        if known is None:
+            with reachable():
+                known = self._listed(full, offset)
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY, dir=self.spool_dir) as spool, reachable():
             yield spool
             length = spool.tell()
-            if length:
-                spool.seek(0)
-                # The part after the acknowledged ones: it replaces one an append that did not
-                # commit may have left under the same number.
-                self.client.upload_part(Bucket=self.bucket, Key=full, UploadId=upload_id,
-                                        PartNumber=len(parts) + 1, Body=spool, ContentLength=length)
+            if not length:
+                return
+            spool.seek(0)
+            # Known again once this part is stored: if it fails (the upload aborted in the store
+            # meanwhile, say), the append's retry lists what the store holds.
+            self.known.forget(full)
+            upload_id, parts = known
+            # The part after the acknowledged ones: it replaces one an append that did not
+            # commit may have left under the same number.
+            self.client.upload_part(Bucket=self.bucket, Key=full, UploadId=upload_id, PartNumber=parts + 1,
+                                    Body=spool, ContentLength=length)
+            self.known.remember(full, upload_id, parts + 1, offset + length)
+
+    def _listed(self, full_key: str, offset: int) -> tuple[str, int]:
+        upload_id, parts = self._acknowledged(full_key, offset, create=True)
+        return upload_id, len(parts)
 
     @reachable()
     def assemble(self, key: str, size: int) -> None:
         full = self._key(key)
+        self.known.forget(full)
         if not self._uploads(full):
             return  # assembled already, or nothing was appended
         upload_id, parts = self._acknowledged(full, size)

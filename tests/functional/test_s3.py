@@ -4,6 +4,7 @@ sharing one bucket, aborted and orphaned multipart uploads, and presigned downlo
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import types
@@ -142,6 +143,49 @@ def test_a_part_of_an_append_that_did_not_commit_is_replaced(alice, session, big
     alice.post(upload["links"]["complete"], status=202)
     assert alice.get(upload["links"]["file-upload-session"]).json["status"] == "completed"
     assert s3_api.get_object(Bucket=s3_bucket, Key=key)["Body"].read() == data
+
+
+def test_appends_on_one_host_list_the_store_once(alice, session, big_wheel, s3_api, s3_bucket, dbsession,
+                                                wsgi_app):
+    """The host that made an append knows the upload and its parts at the offset it ended at:
+    its next appends list neither the uploads nor the parts."""
+    listed = collections.Counter()
+    client = wsgi_app.registry["upload2.s3_storage"].client
+    for operation in ("ListMultipartUploads", "ListParts"):
+        client.meta.events.register(f"before-call.s3.{operation}",
+                                    lambda operation=operation, **_: listed.update([operation]))
+    data = big_wheel.read_bytes()
+    upload = start(alice, session, big_wheel)
+    patch(alice, upload, data[:PART], 0, False)
+    assert listed == {"ListMultipartUploads": 1}  # the first append: is an upload begun already?
+    patch(alice, upload, data[PART:2 * PART], PART, False)
+    patch(alice, upload, data[2 * PART:], 2 * PART, True)
+    assert listed == {"ListMultipartUploads": 1}
+    alice.post(upload["links"]["complete"], status=202)
+    assert alice.get(upload["links"]["file-upload-session"]).json["status"] == "completed"
+    assert s3_api.get_object(Bucket=s3_bucket, Key=blob_key(dbsession, upload))["Body"].read() == data
+
+
+def test_an_append_after_the_upload_was_replaced_in_the_store_lists_it_on_retry(alice, session, big_wheel, s3_api, s3_bucket,
+                                                                    dbsession):
+    data = big_wheel.read_bytes()
+    upload = start(alice, session, big_wheel)
+    patch(alice, upload, data[:PART], 0, False)
+    # The store's upload replaced under the host's knowledge by one holding the same first part.
+    key = blob_key(dbsession, upload)
+    known = s3_api.list_multipart_uploads(Bucket=s3_bucket)["Uploads"][0]["UploadId"]
+    s3_api.abort_multipart_upload(Bucket=s3_bucket, Key=key, UploadId=known)
+    other = s3_api.create_multipart_upload(Bucket=s3_bucket, Key=key)["UploadId"]
+    s3_api.upload_part(Bucket=s3_bucket, Key=key, UploadId=other, PartNumber=1, Body=data[:PART])
+    # The append to the upload the host knew fails and keeps nothing (moto answers 500 where S3
+    # answers 404); its retry lists the store and goes on in the upload it holds now.
+    assert_problem(patch(alice, upload, data[PART:], PART, True, status=503), 503)
+    assert head(alice, upload).headers["Upload-Offset"] == str(PART)
+    patch(alice, upload, data[PART:], PART, True)
+    alice.post(upload["links"]["complete"], status=202)
+    assert alice.get(upload["links"]["file-upload-session"]).json["status"] == "completed"
+    assert s3_api.get_object(Bucket=s3_bucket, Key=key)["Body"].read() == data
+    assert multipart_uploads(s3_api, s3_bucket) == []
 
 
 def test_two_hosts_share_the_database_and_the_bucket(database_url, tmp_path, s3_endpoint, s3_bucket, s3_api,
