@@ -173,7 +173,8 @@ class S3FileStorage:
         known = self.known.at(full, offset)
         if known is None:
             with reachable():
-                known = self._listed(full, offset)
+                upload_id, parts = self._acknowledged(full, offset, create=True)
+            known = upload_id, len(parts)
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY, dir=self.spool_dir) as spool, reachable():
             yield spool
             length = spool.tell()
@@ -189,10 +190,6 @@ class S3FileStorage:
             self.client.upload_part(Bucket=self.bucket, Key=full, UploadId=upload_id, PartNumber=parts + 1,
                                     Body=spool, ContentLength=length)
             self.known.remember(full, upload_id, parts + 1, offset + length)
-
-    def _listed(self, full_key: str, offset: int) -> tuple[str, int]:
-        upload_id, parts = self._acknowledged(full_key, offset, create=True)
-        return upload_id, len(parts)
 
     @reachable()
     def assemble(self, key: str, size: int) -> None:
@@ -314,10 +311,10 @@ class _MultipartWriter:
 
     def _gather(self) -> bytearray:
         buffer, position = bytearray(self.storage.part_size), 0
-        while self.chunks:
-            chunk = self.chunks.pop(0)
+        for chunk in self.chunks:
             buffer[position:position + len(chunk)] = chunk
             position += len(chunk)
+        self.chunks = []
         return buffer
 
     def _send_part(self) -> None:

@@ -166,8 +166,8 @@ def test_appends_on_one_host_list_the_store_once(alice, session, big_wheel, s3_a
     assert s3_api.get_object(Bucket=s3_bucket, Key=blob_key(dbsession, upload))["Body"].read() == data
 
 
-def test_an_append_after_the_upload_was_replaced_in_the_store_lists_it_on_retry(alice, session, big_wheel, s3_api, s3_bucket,
-                                                                    dbsession):
+def test_an_append_after_the_upload_was_replaced_in_the_store_lists_it_on_retry(alice, session, big_wheel, s3_api,
+                                                                                s3_bucket, dbsession):
     data = big_wheel.read_bytes()
     upload = start(alice, session, big_wheel)
     patch(alice, upload, data[:PART], 0, False)
