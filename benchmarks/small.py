@@ -96,6 +96,7 @@ def releases(args, workdir: pathlib.Path) -> dict:
               "download_problems": bad[:20], "log_tracebacks": log.count("Traceback"),
               "log_database_locked": log.count("database is locked"),
               "server_cpu_ms_per_release": (used["server_user_s"] + used["server_system_s"]) * 1000 / len(timed),
+              "client_cpu_ms_per_release": rec.client_cpu_s * 1000 / len(timed),
               **left, **used}
     result["files"] = len(work)
     return result
@@ -199,7 +200,8 @@ def report(two: dict, legacy: dict, judged: dict, args) -> None:
                                    f"(gunicorn {args.workers}×{args.threads}, "
                                    f"{'PostgreSQL' if args.database_url else 'SQLite'})", two["steps"]))
     console.print(f"{two['releases_per_s']:.1f} releases/s ({two['releases']} in {two['wall_s']:.1f} s), "
-                  f"server CPU {two['server_cpu_ms_per_release']:.1f} ms per release")
+                  f"server CPU {two['server_cpu_ms_per_release']:.1f} ms per release, "
+                  f"client CPU {two['client_cpu_ms_per_release']:.1f}")
     table = Table(title=f"Legacy uploads of a {args.size_kib} KiB wheel, {args.clients} clients")
     for column in ("server", "uploads/s", "p50 ms", "p95 ms", "p99 ms", "server CPU ms / upload", "errors"):
         table.add_column(column, justify="left" if column == "server" else "right")

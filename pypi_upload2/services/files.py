@@ -177,9 +177,22 @@ def inspect_stored(request, filename: str, blob_key: str, metadata_key: str,
     return metadata
 
 
-def verify(request, file_session: FileUploadSession) -> str | None:
+def inspect_received(request, filename: str, blob_key: str, metadata_key: str,
+                     members: str | None) -> CoreMetadata | DistributionError:
+    """inspect_stored for bytes that become a file's later (the legacy form's), its refusal
+    kept, not raised, for ``verify`` to report in its turn: after the declaration's checks."""
+    try:
+        return inspect_stored(request, filename, blob_key, metadata_key, members)
+    except DistributionError as exc:
+        return exc
+
+
+def verify(request, file_session: FileUploadSession,
+           inspected: CoreMetadata | DistributionError | None = None) -> str | None:
     """Check the received bytes against the declaration and the distribution format;
-    store the core metadata. Returns None when the file is good, else why not."""
+    store the core metadata. Returns None when the file is good, else why not.
+    ``inspected``: what ``inspect_received`` found of these bytes, their core metadata
+    already stored under the file's key."""
     storage = request.find_service(IFileStorage)
     if file_session.received_size is None or storage.size(file_session.blob_key) is None:
         return "No bytes were uploaded for this file."
@@ -195,8 +208,10 @@ def verify(request, file_session: FileUploadSession) -> str | None:
     if (failure := attestations.verify(file_session)) is not None:
         return failure
     try:
-        metadata = inspect_stored(request, file_session.filename, file_session.blob_key, file_session.metadata_key,
-                                  file_session.received_members)
+        if isinstance(inspected, DistributionError):
+            raise inspected
+        metadata = inspected or inspect_stored(request, file_session.filename, file_session.blob_key,
+                                               file_session.metadata_key, file_session.received_members)
     except DistributionError as exc:
         return f"{exc.source}: {exc.message}"
     file_session.metadata_sha256 = hashlib.sha256(metadata.raw).hexdigest()
@@ -204,17 +219,18 @@ def verify(request, file_session: FileUploadSession) -> str | None:
     return None
 
 
-def complete(request, file_session: FileUploadSession) -> None:
+def complete(request, file_session: FileUploadSession,
+             inspected: CoreMetadata | DistributionError | None = None) -> None:
     """Complete: verify now (``completed``, or ``error`` with a notice saying why, which the
     caller reports and the transaction keeps), or defer to a task (``processing``) when the
-    mechanism stored bytes it did not hash."""
+    mechanism stored bytes it did not hash. ``inspected``: as for ``verify``."""
     session = file_session.publishing_session
     states.publishing(session, "edit", dry_run=True)
     states.file_upload(file_session, "complete", dry_run=True)
     if file_session.received_at is not None and file_session.received_hashes is None:
         _defer(request, file_session)
         return
-    failure = verify(request, file_session)
+    failure = verify(request, file_session, inspected)
     if failure is None:
         states.file_upload(file_session, "complete")
         return

@@ -24,7 +24,7 @@ from ..problems import (BadRequest, Conflict, ContentTooLarge, FileExists, Filen
 from ..states import FileStatus
 from . import attestations, files, formdata, loading, publication, publishing
 from .cleanup import purge_after_commit, purge_on_abort, storage_full
-from .distributions import Distribution, DistributionError, parse_filename
+from .distributions import CoreMetadata, Distribution, DistributionError, parse_filename
 from .versions import canonical_version, parse_name_version
 
 # The digests a legacy client may declare: form field -> (name, hashlib constructor).
@@ -44,7 +44,8 @@ NO_STAGING_CLIENTS = {"twine/": "twine", "uv/": "uv"}
 
 @dataclasses.dataclass
 class Upload:
-    """A received form: the fields read, and its file, already stored under ``key``."""
+    """A received form: the fields read, and its file, already stored under ``key`` and
+    inspected (its core metadata stored under ``metadata_key``)."""
 
     fields: dict[str, str]
     filename: str
@@ -52,6 +53,7 @@ class Upload:
     size: int
     digests: dict[str, str]  # digest field -> hex digest of the bytes received
     members: str | None  # a wheel's members.MemberScan digest
+    inspected: CoreMetadata | DistributionError
 
     @property
     def sha256(self) -> str:
@@ -87,7 +89,9 @@ def receive(request, who) -> Upload:
     for field, (_, new) in DIGESTS.items():
         if fields.get(field) and field not in digests:  # declared after the file: hash what was stored
             digests[field] = _hash_stored(storage, key, new())
-    return Upload(fields, filename, key, size, digests, members)
+    # Here, before the transaction's first write: on SQLite, other writers go on meanwhile.
+    inspected = files.inspect_received(request, filename, key, f"{key}.metadata", members)
+    return Upload(fields, filename, key, size, digests, members, inspected)
 
 
 def _precheck(request, who, filename: str) -> None:
@@ -227,12 +231,15 @@ def _add(request, who, session: PublishingSession, upload: Upload, moved: list[s
         attestations.store(request.db, file_session, *attested)
     keys = [file_session.blob_key, file_session.metadata_key]
     purge_on_abort(request, keys)
-    request.find_service(IFileStorage).move(upload.key, file_session.blob_key)
+    storage = request.find_service(IFileStorage)
+    storage.move(upload.key, file_session.blob_key)
+    if isinstance(upload.inspected, CoreMetadata):
+        storage.move(upload.metadata_key, file_session.metadata_key)
     if moved is not None:
         moved += keys
     files.record_received(file_session, upload.size, hashes={"sha256": upload.sha256}, whole=True,
                           members=upload.members)
-    files.complete(request, file_session)
+    files.complete(request, file_session, upload.inspected)
     if file_session.status == FileStatus.ERROR:
         raise files.failure(file_session)  # nothing of this request is kept, a session it created included
     request.db.expire(session, ["files"])  # loaded before the new file joined by its foreign key

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime
 import hashlib
 import os
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -741,3 +743,28 @@ def test_an_archive_inflating_past_the_setting_is_refused(make_app, make_user, d
     many = build_wheel(dist_dir, "foo", "1.0", extra_members={f"foo/m{n}.py": b"" for n in range(60)})
     assert "more than 50 members" in legacy.upload(many, 400).json["detail"]
     assert not stored(storage_dir)
+
+
+@pytest.mark.local_storage
+def test_the_file_is_stored_and_inspected_before_the_first_write(legacy_alice, testapp, dist_dir, storage_dir,
+                                                                  is_postgresql):
+    """On SQLite a writer holds the database's one write lock to its commit: what the legacy
+    form needs no row for (its bytes, their inspection) is done before its first write, while
+    another request writes."""
+    if is_postgresql:
+        pytest.skip("SQLite's one write lock (PostgreSQL locks rows)")
+    wheel = build_wheel(dist_dir, "foo", "1.0")
+    engine = testapp.app.registry["upload2.engine"]
+    with engine.connect() as writer, writer.begin():
+        writer.execute(sa.update(PublishingSession).values(notices=[]))  # takes the write lock
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            upload = pool.submit(legacy_alice.upload, wheel)
+            deadline = time.monotonic() + 10
+            while not list(storage_dir.glob("legacy/*.metadata")) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert list(storage_dir.glob("legacy/*.metadata")), "not inspected while another request writes"
+            assert not upload.done()  # its writes wait for the lock
+            writer.commit()
+            assert upload.result(timeout=30).text == "OK\n"
+    assert list(listed(testapp, "foo")) == [wheel.name]
+    assert not list(storage_dir.glob("legacy/*"))  # moved to the file's keys
