@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import datetime
+import functools
 import os
 import re
 
 import sqlalchemy as sa
 import zope.sqlalchemy
-from sqlalchemy import event
+from sqlalchemy import event, orm
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from transaction._transaction import Status as TransactionStatus
 
@@ -148,8 +151,58 @@ def request_db(request) -> Session:
 
 
 def insert(db: Session, *objs) -> bool:
-    """Insert ``objs`` in a savepoint; False when a unique constraint refused them (the
-    database settles races: the loser's savepoint rolls back, its transaction goes on)."""
+    """Insert ``objs``; False, and none of them kept, when a unique constraint refused any
+    (the database settles races: the loser's transaction goes on). One ``INSERT … ON
+    CONFLICT DO NOTHING RETURNING`` per object, which then is persistent as if loaded: no
+    savepoint, no flush. Objects already in the session, or that set a relationship or
+    inherit a table, and other databases: in a savepoint, flushed."""
+    dialect = db.get_bind().dialect.name
+    if dialect not in _INSERTS or not all(_plain(obj) for obj in objs):
+        return _insert_in_savepoint(db, objs)
+    inserted = []
+    for obj in objs:
+        mapper = sa.inspect(type(obj))
+        statement, columns = _INSERTS[dialect](mapper)
+        row = db.execute(statement, {column.key: obj.__dict__[key] for key, column in columns.items()
+                                     if key in obj.__dict__}).first()
+        if row is None:
+            for done in inserted:  # the earlier rows of a refused batch go too
+                state = sa.inspect(done)
+                db.execute(sa.delete(state.class_).where(*[
+                    column == value for column, value in zip(state.mapper.primary_key, state.identity, strict=True)])
+                    .execution_options(synchronize_session=False))
+                db.expunge(done)
+            return False
+        for key, value in zip(columns, row, strict=True):
+            orm.attributes.set_committed_value(obj, key, value)
+        orm.make_transient_to_detached(obj)
+        db.add(obj)
+        inserted.append(obj)
+    return True
+
+
+def _on_conflict_do_nothing(construct):
+    @functools.cache
+    def statement(mapper):
+        """The class's insert returning every column, and its columns by attribute. An ORM
+        statement (zope.sqlalchemy marks the session changed), run as Core would ("raw")."""
+        columns = {attr.key: attr.columns[0] for attr in mapper.column_attrs}
+        return construct(mapper.class_).on_conflict_do_nothing().returning(*columns.values()).execution_options(
+            dml_strategy="raw"), columns
+    return statement
+
+
+_INSERTS = {"sqlite": _on_conflict_do_nothing(sqlite_insert), "postgresql": _on_conflict_do_nothing(postgresql_insert)}
+
+
+def _plain(obj) -> bool:
+    """A new object of one table whose row is its columns' values (foreign keys by id)."""
+    mapper = sa.inspect(type(obj))
+    return sa.inspect(obj).transient and mapper.inherits is None and not any(
+        rel.key in obj.__dict__ for rel in mapper.relationships)
+
+
+def _insert_in_savepoint(db: Session, objs) -> bool:
     try:
         with db.begin_nested():
             db.add_all(objs)

@@ -25,15 +25,22 @@ from tests.hostapp.views import IGreeting
 
 @pytest.fixture
 def flushed_tables():
-    """The tables each HostSession flush wrote to: the plugin's rows must go through it."""
+    """The tables each HostSession flush or statement wrote to: the plugin's rows must go
+    through it (db.insert's rows are statements, not flushes)."""
     tables = set()
 
     def record(session, context, instances):
         tables.update(obj.__table__.name for obj in [*session.new, *session.dirty])
 
+    def record_statement(state):
+        if state.is_insert or state.is_update or state.is_delete:
+            tables.add(state.statement.table.name)
+
     sa.event.listen(HostSession, "before_flush", record)
+    sa.event.listen(HostSession, "do_orm_execute", record_statement)
     yield tables
     sa.event.remove(HostSession, "before_flush", record)
+    sa.event.remove(HostSession, "do_orm_execute", record_statement)
 
 
 @pytest.fixture
