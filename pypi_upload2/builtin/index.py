@@ -96,8 +96,9 @@ class BuiltinIndex:
         if release is None:
             release = Release(project_id=project.id, version=session.version,
                               canonical_version=canonical_version(version), published_at=now)
-            self.db.add(release)
-            self.db.flush()
+            if not insert(self.db, release):  # one live session per release: only another door
+                raise Conflict("Release exists", f"{project.name} {session.version} was published meanwhile; "
+                               "publish again.", source="version")
         provenances = attestations.provenances(self.db, files)
         rows = [ReleaseFile(release_id=release.id, filename=f.filename, packagetype=f.packagetype,
                             size=f.received_size, sha256=f.sha256, requires_python=f.requires_python,

@@ -14,6 +14,7 @@ import hmac
 import secrets
 
 from packaging.utils import canonicalize_name
+from sqlalchemy import orm
 from packaging.version import InvalidVersion, Version
 
 from ..interfaces import IAuthorization, IFileStorage, IProjects, IPublishedFiles
@@ -242,7 +243,8 @@ def _add(request, who, session: PublishingSession, upload: Upload, moved: list[s
     files.complete(request, file_session, upload.inspected)
     if file_session.status == FileStatus.ERROR:
         raise files.failure(file_session)  # nothing of this request is kept, a session it created included
-    request.db.expire(session, ["files"])  # loaded before the new file joined by its foreign key
+    # The session's files were loaded before the new one joined by its foreign key.
+    orm.attributes.set_committed_value(session, "files", [*session.files, file_session])
     return file_session
 
 

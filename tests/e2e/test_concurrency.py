@@ -15,7 +15,10 @@ and on the name and release namespaces, concurrent session creations for one nam
 (by 8 users, or by one user). Every race ends with the database and the storage checked:
 no duplicate rows, and storage holds exactly the blobs that rows reference (no orphans).
 
-SQLite serializes writers (BEGIN IMMEDIATE), so these races only mean something on PostgreSQL.
+Both databases: on PostgreSQL the requests run at once and rows are locked; on SQLite a
+request's reads before its first write run at once too (on a snapshot that may be outdated
+when it writes, as under PostgreSQL's READ COMMITTED), and writers then queue on its one
+write lock.
 """
 
 from __future__ import annotations
@@ -39,12 +42,6 @@ from tests.conftest import build_wheel
 THREADS = 8
 CT = "application/vnd.pypi.upload.v2+json"
 META = {"api-version": "2.0"}
-
-
-@pytest.fixture(autouse=True)
-def needs_postgresql(is_postgresql):
-    if not is_postgresql:
-        pytest.skip("needs PostgreSQL (UPLOAD2_TEST_DATABASE_URL)")
 
 
 @pytest.fixture
