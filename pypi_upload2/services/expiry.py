@@ -2,7 +2,8 @@
 
 Each sweep claims a batch of rows with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so two
 workers running it at once take different rows, and a row a request holds (a publish, an
-append) is left for the next run. SQLite serializes writers instead (its write lock, taken at the claim's row lock).
+append) is left for the next run. SQLite serializes writers instead (its write lock, taken
+at the claim's row lock).
 """
 
 from __future__ import annotations

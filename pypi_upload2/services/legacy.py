@@ -14,8 +14,8 @@ import hmac
 import secrets
 
 from packaging.utils import canonicalize_name
-from sqlalchemy import orm
 from packaging.version import InvalidVersion, Version
+from sqlalchemy import orm
 
 from ..interfaces import IAuthorization, IFileStorage, IProjects, IPublishedFiles
 from ..mechanisms.http_post_bytes import IDENTIFIER as HTTP_POST_BYTES
@@ -46,7 +46,7 @@ NO_STAGING_CLIENTS = {"twine/": "twine", "uv/": "uv"}
 @dataclasses.dataclass
 class Upload:
     """A received form: the fields read, and its file, already stored under ``key`` and
-    inspected (its core metadata stored under ``metadata_key``)."""
+    inspected (a distribution's core metadata stored under ``metadata_key``)."""
 
     fields: dict[str, str]
     filename: str
