@@ -140,6 +140,10 @@ class IFileStorage(Interface):
     min_part_size = Attribute(
         "The fewest bytes ``appender`` may store in a part that does not end the file "
         "(0: any number); the resumable mechanism advertises it as ``min-append-size``.")
+    moves_in_place = Attribute(
+        "Optional, False when absent: True when ``move`` renames, whatever the size. "
+        "http-post-bytes then receives a body under a key of its own before it locks the "
+        "file, and moves it into place after.")
 
     def writer(key):
         """A context manager yielding a writable binary file object; on clean exit the bytes

@@ -143,6 +143,16 @@ def file_session(request, *, lock: str | None = None, lock_session: bool = False
     return found
 
 
+def locked_file(request, file_session: FileUploadSession) -> FileUploadSession:
+    """A file the request read unlocked, read again under its row lock (its session's, as
+    ``file_session`` had it, stays): 404 when it is gone meanwhile."""
+    query = _file_statement("update", file_session.mechanism).execution_options(populate_existing=True)
+    found = request.db.scalar(query, {"file_id": file_session.id, "session_id": file_session.publishing_session_id})
+    if found is None:
+        raise NotFound("No such file", "There is no file upload session at this URL.", source="url")
+    return found
+
+
 def live_stage(request) -> PublishingSession:
     """The session behind a stage URL: the token is the capability, no login needed."""
     session = _by_token(request)

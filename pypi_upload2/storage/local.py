@@ -15,8 +15,9 @@ from ..interfaces import IFileStorage
 
 @implementer(IFileStorage)
 class LocalFileStorage:
-    # Appends go in place: a part may be any size.
+    # Appends go in place: a part may be any size. A move is a rename.
     min_part_size = 0
+    moves_in_place = True
 
     def __init__(self, base: str):
         self.base = os.path.abspath(base)

@@ -15,6 +15,7 @@ import pytest
 
 from tests.conftest import basic, build_wheel, gunicorn
 from tests.e2e.stack import stack_ini
+from tests.s3 import STORAGE
 from tests.e2e.test_worker import (append, call, client, half_of_second_append, send_rest,  # noqa: F401
                                    start_resumable, token, wait_until)
 
@@ -71,6 +72,14 @@ def served_meanwhile(client, session) -> None:
     assert time.monotonic() - started < TIMEOUT  # not queued behind the stalled body
 
 
+def written_meanwhile(client, base) -> None:
+    """Nor is a write (another release's session): the file's row is locked once its body has
+    arrived, and on SQLite that lock is the database's one write lock."""
+    started = time.monotonic()
+    call(client, base + "/2.0/", {"name": "bar", "version": "1.0"}, 201)
+    assert time.monotonic() - started < TIMEOUT
+
+
 def answer(sock: socket.socket) -> tuple[int | None, float]:
     """The status the server answers a broken-off body with (None: it closed without one),
     and how long that took."""
@@ -85,12 +94,14 @@ def answer(sock: socket.socket) -> tuple[int | None, float]:
 
 @pytest.mark.parametrize("stall", [False, True], ids=["disconnect", "stall"])
 def test_http_post_bytes_body_broken_off_leaves_the_file_pending(base, client, token, wheel, storage_dir,
-                                                                 worker_class, stall):
+                                                                 worker_class, stall, is_postgresql):
     session, upload = start_bytes(client, base, wheel)
     data = wheel.read_bytes()
     with contextlib.closing(raw_post_start(base, upload["mechanism"]["file_url"], token, data)) as sock:
         if stall:
             served_meanwhile(client, session)
+            if is_postgresql or STORAGE == "local":  # SQLite and S3: the body arrives under the lock
+                written_meanwhile(client, base)
         else:
             sock.shutdown(socket.SHUT_WR)
         status, waited = answer(sock)
