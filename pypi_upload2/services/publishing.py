@@ -33,13 +33,17 @@ def reserve_name(request, who, name: str, normalized: str) -> None:
         raise Forbidden("Not allowed", f"You may not register {name!r}.", source="name")
     request.find_service(IProjects).check_new_name(request, who, name)
     key = loading.principal_key(request, who)
-    held = db.get(NameReservation, normalized)
-    if held is None and insert(db, NameReservation(normalized_name=normalized, principal_key=key)):
-        return
-    held = db.get(NameReservation, normalized, populate_existing=True)
-    if held is None or held.principal_key != key:
-        raise Forbidden("Name reserved", f"{name!r} is reserved by another uploader's first release.",
-                        source="name")
+    # Twice: a reservation read here may end (its session published or ended) before the
+    # insert, which then takes the name; and one inserted meanwhile refuses the insert.
+    for _attempt in range(2):
+        held = db.get(NameReservation, normalized, populate_existing=True)
+        if held is not None and held.principal_key == key:
+            return
+        if held is None and insert(db, NameReservation(normalized_name=normalized, principal_key=key)):
+            return
+        if held is not None:
+            break
+    raise Forbidden("Name reserved", f"{name!r} is reserved by another uploader's first release.", source="name")
 
 
 def create(request, who, name, version) -> PublishingSession:
