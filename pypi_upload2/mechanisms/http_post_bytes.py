@@ -23,13 +23,17 @@ def describe(request, file_session) -> dict:
         **attestations_url(request, file_session)}
 
 
+def body_before_lock(request) -> bool:
+    """Whether the body is received before the file is locked: where the storage moves in place."""
+    return getattr(request.find_service(IFileStorage), "moves_in_place", False)
+
+
 def receive(request, file_session, body, content_length: int | None) -> None:
     """Store ``body`` as the whole file, replacing what an earlier POST stored. ``file_session``
     is locked (the file's row), or, where the storage moves in place, read: the body is then
     received under a key of its own first, and the row locked to move it into place (on
     SQLite the lock is the database's write lock: other writers go on while the body arrives)."""
-    storage = request.find_service(IFileStorage)
-    early = getattr(storage, "moves_in_place", False)
+    storage, early = request.find_service(IFileStorage), body_before_lock(request)
     file_upload(file_session, "transfer", dry_run=early)
     key = file_session.blob_key
     if early:

@@ -37,12 +37,12 @@ def reserve_name(request, who, name: str, normalized: str) -> None:
     # insert, which then takes the name; and one inserted meanwhile refuses the insert.
     for _attempt in range(2):
         held = db.get(NameReservation, normalized, populate_existing=True)
-        if held is not None and held.principal_key == key:
-            return
-        if held is None and insert(db, NameReservation(normalized_name=normalized, principal_key=key)):
-            return
         if held is not None:
+            if held.principal_key == key:
+                return
             break
+        if insert(db, NameReservation(normalized_name=normalized, principal_key=key)):
+            return
     raise Forbidden("Name reserved", f"{name!r} is reserved by another uploader's first release.", source="name")
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pyramid.response import Response
 from .registration import upload2_view
 
-from ..interfaces import IFileStorage
 from ..mechanisms import http_post_bytes
 from ..problems import UnsupportedMediaType
 from ..services import loading
@@ -16,8 +15,7 @@ from .requests import check_content_length
 def post_bytes(request):
     # A file that negotiated another mechanism has no such upload resource (404). Where the
     # storage moves in place, the mechanism locks the file once the body has arrived.
-    early = getattr(request.find_service(IFileStorage), "moves_in_place", False)
-    file_session = loading.file_session(request, lock=None if early else "update",
+    file_session = loading.file_session(request, lock=None if http_post_bytes.body_before_lock(request) else "update",
                                         mechanism=http_post_bytes.IDENTIFIER)
     check_content_length(request)
     content_type = (request.content_type or "application/octet-stream").lower()
